@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package rechenzentrum needs to build, test and run.
+# Idempotent: packages already present are skipped quickly. Run as root.
+set -euo pipefail
+
+packages=(
+  # build
+  cmake ninja-build ccache pkg-config g++
+  # libraries (DESIGN.md §3)
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  libzookeeper-mt-dev libleveldb-dev libsnappy-dev libgoogle-glog-dev libgflags-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev nlohmann-json3-dev libssl-dev
+  # tests and tools
+  curl procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages (${missing[*]}); run as root to install them" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,104 @@
+#include "common/http_server.h"
+
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_convert.h"
+#include "glog/logging.h"
+#include "httplib.h"
+
+namespace rz {
+namespace {
+
+HttpRequest Translate(const httplib::Request& req) {
+  HttpRequest out;
+  out.method = req.method;
+  out.path = req.path;
+  out.body = req.body;
+  for (const auto& [name, value] : req.params) {
+    out.params.emplace(name, value);  // emplace keeps the first of repeated names
+  }
+  return out;
+}
+
+void Write(const HttpResponse& response, httplib::Response& res) {
+  res.status = response.status;
+  for (const auto& [name, value] : response.headers) {
+    res.set_header(name, value);
+  }
+  res.set_content(response.body, response.content_type);
+}
+
+}  // namespace
+
+HttpServer::HttpServer() : server_(std::make_unique<httplib::Server>()) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::Get(const std::string& path, Handler handler) {
+  Register("GET", path, std::move(handler));
+}
+
+void HttpServer::Post(const std::string& path, Handler handler) {
+  Register("POST", path, std::move(handler));
+}
+
+void HttpServer::Register(const std::string& method, const std::string& path, Handler handler) {
+  routes_[path][method] = std::move(handler);
+}
+
+absl::StatusOr<int> HttpServer::Start(const std::string& host, int port) {
+  // One dispatcher for every method: known path with another method → 405, unknown → 404.
+  auto dispatch = [this](const httplib::Request& req, httplib::Response& res) {
+    auto path_it = routes_.find(req.path);
+    if (path_it == routes_.end()) {
+      Write({.status = 404,
+             .body = ErrorJson(absl::NotFoundError(
+                 absl::StrCat("no such endpoint '", req.path, "'")))},
+            res);
+      return;
+    }
+    auto method_it = path_it->second.find(req.method);
+    if (method_it == path_it->second.end()) {
+      std::vector<std::string> allowed;
+      for (const auto& [method, handler] : path_it->second) {
+        allowed.push_back(method);
+      }
+      HttpResponse response{.status = 405,
+                            .body = ErrorJson(absl::InvalidArgumentError(absl::StrCat(
+                                "method ", req.method, " not allowed on '", req.path, "'")))};
+      response.headers["Allow"] = absl::StrJoin(allowed, ", ");
+      Write(response, res);
+      return;
+    }
+    Write(method_it->second(Translate(req)), res);
+  };
+  server_->Get(".*", dispatch);
+  server_->Post(".*", dispatch);
+  server_->Put(".*", dispatch);
+  server_->Delete(".*", dispatch);
+  server_->Patch(".*", dispatch);
+
+  int bound = port;
+  if (port == 0) {
+    bound = server_->bind_to_any_port(host);
+  } else if (!server_->bind_to_port(host, port)) {
+    bound = -1;
+  }
+  if (bound < 0) {
+    return absl::UnavailableError(absl::StrCat("cannot bind HTTP address '", host, ":", port, "'"));
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return bound;
+}
+
+void HttpServer::Stop() {
+  if (thread_.joinable()) {
+    server_->stop();
+    thread_.join();
+  }
+}
+
+}  // namespace rz

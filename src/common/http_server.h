@@ -1,0 +1,65 @@
+// HttpServer: a small HTTP/1.1 JSON server (cpp-httplib underneath; its header stays out of
+// ours). Handlers run on the server's own threads, so they must only read immutable snapshots
+// or post to an event loop.
+//
+// Unknown paths answer 404 and wrong methods 405, both with a JSON error body.
+//
+// Thread rule: register handlers before Start(); Start/Stop from the owner.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace rz {
+
+struct HttpRequest {
+  std::string method;
+  std::string path;
+  std::map<std::string, std::string> params;  // Query parameters (the first of each name).
+  std::string body;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::map<std::string, std::string> headers;
+};
+
+class HttpServer {
+ public:
+  using Handler = std::function<HttpResponse(const HttpRequest&)>;
+
+  HttpServer();
+  ~HttpServer();  // Stops the server.
+
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  void Get(const std::string& path, Handler handler);
+  void Post(const std::string& path, Handler handler);
+
+  // Binds `host:port` (port 0 picks a free one) and serves on a background thread. Returns the
+  // bound port, or Unavailable naming the address if it cannot bind.
+  absl::StatusOr<int> Start(const std::string& host, int port);
+
+  void Stop();
+
+ private:
+  void Register(const std::string& method, const std::string& path, Handler handler);
+
+  std::unique_ptr<httplib::Server> server_;
+  std::map<std::string, std::map<std::string, Handler>> routes_;  // path → method → handler
+  std::thread thread_;
+};
+
+}  // namespace rz
