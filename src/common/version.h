@@ -1,0 +1,8 @@
+// The rechenzentrum release every binary reports (/version, MasterInfo, AgentInfo).
+#pragma once
+
+namespace rz {
+
+inline constexpr char kVersion[] = "0.1.0";
+
+}  // namespace rz

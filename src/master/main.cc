@@ -1,0 +1,90 @@
+// rz-master: the master daemon. Standalone (no ZooKeeper yet): one master, state in memory.
+#include <csignal>
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/time/time.h"
+#include "common/flags.h"
+#include "common/logging.h"
+#include "master/master_daemon.h"
+
+ABSL_FLAG(std::string, ip, "0.0.0.0", "Address the gRPC and REST servers bind.");
+ABSL_FLAG(std::string, hostname, "",
+          "Name agents, schedulers and the CLI reach this master by (default: the host name).");
+ABSL_FLAG(int, port, 5050, "gRPC port (Scheduler, AgentLink, Operator); 0 picks a free one.");
+ABSL_FLAG(int, http_port, 5080, "REST port; 0 picks a free one.");
+ABSL_FLAG(std::string, work_dir, "", "Directory for the master's files (unused when standalone).");
+ABSL_FLAG(std::string, endpoints_file, "",
+          "If set, write the bound gRPC and REST addresses here as JSON once serving.");
+ABSL_FLAG(absl::Duration, allocation_interval, absl::Seconds(1),
+          "Time between periodic allocation passes.");
+ABSL_FLAG(absl::Duration, offer_timeout, absl::Seconds(60),
+          "Rescind offers not answered within this long; 0 disables.");
+ABSL_FLAG(absl::Duration, agent_ping_interval, absl::Seconds(15), "Time between agent pings.");
+ABSL_FLAG(absl::Duration, agent_ping_timeout, absl::Seconds(75),
+          "Disconnect an agent that answers no ping for this long.");
+ABSL_FLAG(absl::Duration, agent_reregister_timeout, absl::Seconds(75),
+          "Report the tasks of a disconnected agent unreachable after this long.");
+
+namespace {
+
+int Fail(const std::string& what) {
+  std::fprintf(stderr, "rz-master: %s\n", what.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  rz::ParseFlags(argc, argv, "rz-master [--port=5050] [--http_port=5080] [flags]");
+  rz::InitLogging(argv[0]);
+
+  auto positive = [](absl::Duration d) { return d > absl::ZeroDuration(); };
+  if (!positive(absl::GetFlag(FLAGS_allocation_interval))) {
+    return Fail("--allocation_interval must be positive");
+  }
+  if (absl::GetFlag(FLAGS_offer_timeout) < absl::ZeroDuration()) {
+    return Fail("--offer_timeout must not be negative");
+  }
+  if (!positive(absl::GetFlag(FLAGS_agent_ping_interval)) ||
+      !positive(absl::GetFlag(FLAGS_agent_ping_timeout)) ||
+      !positive(absl::GetFlag(FLAGS_agent_reregister_timeout))) {
+    return Fail("agent ping and reregister durations must be positive");
+  }
+  for (int port : {absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_http_port)}) {
+    if (port < 0 || port > 65535) {
+      return Fail("ports must be between 0 and 65535");
+    }
+  }
+
+  rz::master::MasterDaemonOptions options;
+  options.ip = absl::GetFlag(FLAGS_ip);
+  options.hostname = absl::GetFlag(FLAGS_hostname);
+  options.port = absl::GetFlag(FLAGS_port);
+  options.http_port = absl::GetFlag(FLAGS_http_port);
+  options.endpoints_file = absl::GetFlag(FLAGS_endpoints_file);
+  options.master.allocation_interval = absl::GetFlag(FLAGS_allocation_interval);
+  options.master.offer_timeout = absl::GetFlag(FLAGS_offer_timeout);
+  options.master.agent_ping_interval = absl::GetFlag(FLAGS_agent_ping_interval);
+  options.master.agent_ping_timeout = absl::GetFlag(FLAGS_agent_ping_timeout);
+  options.master.agent_reregister_timeout = absl::GetFlag(FLAGS_agent_reregister_timeout);
+
+  // Block the stop signals before any thread starts so only sigwait() below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  rz::master::MasterDaemon daemon(options);
+  if (absl::Status status = daemon.Start(); !status.ok()) {
+    return Fail(std::string(status.message()));
+  }
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  LOG(INFO) << "rz-master stopping on signal " << signal;
+  daemon.Stop();
+  return 0;
+}
