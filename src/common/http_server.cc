@@ -1,5 +1,9 @@
 #include "common/http_server.h"
 
+#include <sys/socket.h>
+
+#include <atomic>
+#include <memory>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -81,6 +85,12 @@ absl::StatusOr<int> HttpServer::Start(const std::string& host, int port) {
   server_->Delete(".*", dispatch);
   server_->Patch(".*", dispatch);
 
+  // httplib's default also sets SO_REUSEPORT, which would let a second daemon bind the same
+  // port and silently share its traffic. Keep only SO_REUSEADDR.
+  server_->set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   int bound = port;
   if (port == 0) {
     bound = server_->bind_to_any_port(host);
@@ -90,7 +100,16 @@ absl::StatusOr<int> HttpServer::Start(const std::string& host, int port) {
   if (bound < 0) {
     return absl::UnavailableError(absl::StrCat("cannot bind HTTP address '", host, ":", port, "'"));
   }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  auto listen_returned = std::make_shared<std::atomic<bool>>(false);
+  thread_ = std::thread([this, listen_returned] {
+    server_->listen_after_bind();
+    listen_returned->store(true);
+  });
+  // A stop() that lands before the listen loop starts would be lost and Stop() would hang
+  // joining it, so return only once the loop runs.
+  while (!server_->is_running() && !listen_returned->load()) {
+    std::this_thread::yield();
+  }
   return bound;
 }
 

@@ -23,7 +23,7 @@ using Type = ResourceEntry::Type;
 
 // Debian's Abseil has its own `string_view`, so every absl::StrCat argument that is ours goes
 // through this explicit conversion.
-absl::string_view Av(std::string_view sv) { return absl::string_view(sv.data(), sv.size()); }
+absl::string_view Av(std::string_view sv) { return {sv.data(), sv.size()}; }
 
 bool IsSpace(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
@@ -31,9 +31,7 @@ bool IsSpace(char c) {
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
-bool IsAlnum(char c) {
-  return IsDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
+bool IsAlnum(char c) { return IsDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
 std::string_view Trim(std::string_view text) {
   while (!text.empty() && IsSpace(text.front())) {
@@ -186,8 +184,7 @@ bool RangesContain(const std::vector<ValueRange>& haystack,
     while (h < haystack.size() && haystack[h].end < needle.begin) {
       ++h;
     }
-    if (h == haystack.size() || haystack[h].begin > needle.begin ||
-        haystack[h].end < needle.end) {
+    if (h == haystack.size() || haystack[h].begin > needle.begin || haystack[h].end < needle.end) {
       return false;
     }
   }
@@ -236,8 +233,10 @@ bool IsEmptyValue(const ResourceEntry& entry) {
 }
 
 bool KeyLess(const ResourceEntry& entry, const std::pair<std::string_view, std::string_view>& key) {
-  const int by_name = std::string_view(entry.name).compare(key.first);
-  return by_name < 0 || (by_name == 0 && std::string_view(entry.role) < key.second);
+  const std::string_view name = entry.name;
+  const std::string_view role = entry.role;
+  const int by_name = name.compare(key.first);
+  return by_name < 0 || (by_name == 0 && role < key.second);
 }
 
 // The first entry at or after (name, role) in canonical order.
@@ -340,8 +339,8 @@ absl::StatusOr<ResourceEntry> Normalize(const ResourceEntry& in) {
     case Type::kRanges:
       for (const ValueRange& range : in.ranges) {
         if (range.begin > range.end) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "inverted range '", FormatRange(range), "' for resource '", in.name, "'"));
+          return absl::InvalidArgumentError(absl::StrCat("inverted range '", FormatRange(range),
+                                                         "' for resource '", in.name, "'"));
         }
       }
       out.ranges = NormalizeRanges(in.ranges);
@@ -385,25 +384,30 @@ absl::StatusOr<int64_t> ParseScalar(std::string_view token, std::string_view nam
   }
   if (EqualsIgnoreCase(unsigned_part, "nan") || EqualsIgnoreCase(unsigned_part, "inf") ||
       EqualsIgnoreCase(unsigned_part, "infinity")) {
-    return absl::InvalidArgumentError(absl::StrCat("non-finite scalar '", Av(token),
-                                                   "' for resource '", Av(name), "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("non-finite scalar '", Av(token), "' for resource '", Av(name), "'"));
   }
-  if (!token.empty() && token.front() == '-') {
+  const auto is_decimal = [](std::string_view s) {
+    const size_t dot = s.find('.');
+    const std::string_view whole = s.substr(0, dot);
+    const std::string_view frac =
+        dot == std::string_view::npos ? std::string_view() : s.substr(dot + 1);
+    return !whole.empty() && std::all_of(whole.begin(), whole.end(), IsDigit) &&
+           (dot == std::string_view::npos ||
+            (!frac.empty() && std::all_of(frac.begin(), frac.end(), IsDigit)));
+  };
+  if (!token.empty() && token.front() == '-' && is_decimal(token.substr(1))) {
     return absl::InvalidArgumentError(
         absl::StrCat("negative scalar '", Av(token), "' for resource '", Av(name), "'"));
+  }
+  if (!is_decimal(token)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid scalar '", Av(token), "' for resource '", Av(name), "'"));
   }
   const size_t dot = token.find('.');
   const std::string_view whole = token.substr(0, dot);
   const std::string_view frac =
       dot == std::string_view::npos ? std::string_view() : token.substr(dot + 1);
-  const auto all_digits = [](std::string_view s) {
-    return std::all_of(s.begin(), s.end(), IsDigit);
-  };
-  if (whole.empty() || !all_digits(whole) || !all_digits(frac) ||
-      (dot != std::string_view::npos && frac.empty())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid scalar '", Av(token), "' for resource '", Av(name), "'"));
-  }
   if (frac.size() > 3) {
     return absl::InvalidArgumentError(absl::StrCat(
         "resource '", Av(name), "' has more than three fractional digits: '", Av(token), "'"));
@@ -534,8 +538,8 @@ absl::StatusOr<ResourceEntry> ParseEntry(std::string_view entry_text, std::strin
   }
 
   const auto unbalanced = [&] {
-    return absl::InvalidArgumentError(absl::StrCat("unbalanced brackets in '", Av(value),
-                                                   "' for resource '", Av(name), "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unbalanced brackets in '", Av(value), "' for resource '", Av(name), "'"));
   };
   const std::string_view body = value.substr(1, value.size() >= 2 ? value.size() - 2 : 0);
   if (value.front() == '[') {
@@ -617,8 +621,7 @@ absl::StatusOr<Resources> Resources::Parse(std::string_view text) {
     } else if (seen->second != entry->type) {
       return TypeClash(entry->name, seen->second, entry->type);
     }
-    if (absl::Status status = AddCanonical(resources.entries_, *std::move(entry));
-        !status.ok()) {
+    if (absl::Status status = AddCanonical(resources.entries_, *std::move(entry)); !status.ok()) {
       return status;
     }
   }
@@ -740,8 +743,7 @@ Resources& Resources::operator+=(const Resources& other) {
 
 int64_t Resources::ScalarFixed(std::string_view name) const {
   int64_t total = 0;
-  for (auto it = FindSlot(entries_, name, "");
-       it != entries_.end() && it->name == name; ++it) {
+  for (auto it = FindSlot(entries_, name, ""); it != entries_.end() && it->name == name; ++it) {
     if (it->type == Type::kScalar && __builtin_add_overflow(total, it->scalar, &total)) {
       return std::numeric_limits<int64_t>::max();
     }

@@ -1,0 +1,171 @@
+#include "agent/master_link.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+#include "grpcpp/grpcpp.h"
+#include "rz/v1/agent.grpc.pb.h"
+
+namespace rz::agent {
+
+MasterLink::MasterLink(Options options, EventLoop& loop)
+    : options_(std::move(options)), loop_(loop) {}
+
+MasterLink::~MasterLink() { Stop(); }
+
+void MasterLink::Start(Handlers handlers) {
+  CHECK(!reader_.joinable()) << "master link started twice";
+  handlers_ = std::make_shared<const Handlers>(std::move(handlers));
+  reader_ = std::thread([this] { ReadLoop(); });
+  writer_ = std::thread([this] { WriteLoop(); });
+}
+
+void MasterLink::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    if (context_ != nullptr) {
+      context_->TryCancel();
+    }
+    cv_.SignalAll();
+  }
+  if (reader_.joinable()) {
+    reader_.join();
+  }
+  if (writer_.joinable()) {
+    writer_.join();
+  }
+}
+
+void MasterLink::Send(rz::v1::AgentMessage message) {
+  absl::MutexLock lock(&mu_);
+  if (stream_ == nullptr) {
+    VLOG(1) << "no stream to the master; dropping " << message.message_case();
+    return;
+  }
+  if (outbox_.size() >= options_.max_queued_messages) {
+    LOG(WARNING) << "the master does not read (" << outbox_.size()
+                 << " messages queued); reconnecting";
+    outbox_.clear();
+    context_->TryCancel();
+    return;
+  }
+  outbox_.push_back(std::move(message));
+  cv_.SignalAll();
+}
+
+void MasterLink::ReadLoop() {
+  grpc::ChannelArguments args;
+  // gRPC's own reconnect backoff must not outlast ours, or a fail-fast call made after a master
+  // restart would keep failing while the channel waits.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.initial_backoff)));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.initial_backoff)));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.max_backoff)));
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(options_.master_address, grpc::InsecureChannelCredentials(), args);
+  std::unique_ptr<rz::v1::AgentLink::Stub> stub = rz::v1::AgentLink::NewStub(channel);
+  const std::shared_ptr<const Handlers> handlers = handlers_;
+
+  absl::Duration backoff = options_.initial_backoff;
+  while (true) {
+    grpc::ClientContext context;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) {
+        return;
+      }
+      context_ = &context;
+    }
+    std::unique_ptr<Stream> stream = stub->Connect(&context);
+    {
+      absl::MutexLock lock(&mu_);
+      stream_ = stream.get();
+      outbox_.clear();
+      register_written_ = false;
+    }
+    loop_.Post([handlers] { handlers->on_connected(); });
+
+    bool received = false;
+    rz::v1::MasterMessage message;
+    while (stream->Read(&message)) {
+      received = true;
+      loop_.Post([handlers, message = std::move(message)]() mutable {
+        handlers->on_message(std::move(message));
+      });
+      message = rz::v1::MasterMessage();
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      stream_ = nullptr;
+      outbox_.clear();
+      // Finish() must not race a Write(); cancelling makes a blocked one return.
+      if (writing_) {
+        context.TryCancel();
+        mu_.Await(absl::Condition(
+            +[](bool* writing) { return !*writing; }, &writing_));
+      }
+      context_ = nullptr;
+    }
+    const grpc::Status status = stream->Finish();
+    if (received) {
+      LOG(WARNING) << "stream to master " << options_.master_address
+                   << " ended: " << status.error_message() << " (code " << status.error_code()
+                   << ")";
+      backoff = options_.initial_backoff;
+    } else {
+      LOG_EVERY_N(INFO, 10) << "cannot reach master " << options_.master_address << ": "
+                            << status.error_message() << " (code " << status.error_code() << ")";
+    }
+    loop_.Post([handlers] { handlers->on_disconnected(); });
+
+    absl::MutexLock lock(&mu_);
+    const absl::Time deadline = absl::Now() + backoff;
+    while (!stopping_ && absl::Now() < deadline) {
+      cv_.WaitWithDeadline(&mu_, deadline);
+    }
+    if (stopping_) {
+      return;
+    }
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  }
+}
+
+void MasterLink::WriteLoop() {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    while (!stopping_ && (stream_ == nullptr || outbox_.empty())) {
+      cv_.Wait(&mu_);
+    }
+    if (stopping_) {
+      return;
+    }
+    rz::v1::AgentMessage message = std::move(outbox_.front());
+    outbox_.pop_front();
+    const bool is_register = message.has_register_();
+    if (is_register == register_written_) {
+      VLOG(1) << (is_register ? "dropping a second Register"
+                              : "dropping a message sent before Register")
+              << " on this stream";
+      continue;
+    }
+    register_written_ = register_written_ || is_register;
+    Stream* stream = stream_;
+    grpc::ClientContext* context = context_;
+    writing_ = true;
+    mu_.Unlock();
+    const bool ok = stream->Write(message);
+    mu_.Lock();
+    writing_ = false;
+    if (!ok && stream_ == stream) {
+      // The call is broken; make the reader notice and redial.
+      context->TryCancel();
+    }
+  }
+}
+
+}  // namespace rz::agent

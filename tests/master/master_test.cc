@@ -1,0 +1,498 @@
+// Master state-machine tests: the Master runs on a ManualEventLoop, schedulers and agents are
+// captured outboxes, time is a manual clock. No gRPC, no threads, no sleeps.
+#include "master/master.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/resources.h"
+#include "common/resources_proto.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/manual_event_loop.h"
+
+namespace rz::master {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+template <typename T>
+class CapturingOutbox final : public Outbox<T> {
+ public:
+  void Send(T message) override {
+    if (!closed) {
+      messages.push_back(std::move(message));
+    }
+  }
+  void Close(absl::Status status) override {
+    if (!closed) {
+      closed = true;
+      close_status = status;
+    }
+  }
+  std::vector<T> Take() { return std::exchange(messages, {}); }
+
+  std::vector<T> messages;
+  bool closed = false;
+  absl::Status close_status;
+};
+
+using SchedulerStream = CapturingOutbox<v1::Event>;
+using AgentStream = CapturingOutbox<v1::MasterMessage>;
+
+Resources Res(const std::string& text) { return *Resources::Parse(text); }
+
+class MasterTest : public ::testing::Test {
+ protected:
+  MasterTest() : master_(loop_, Options(), Info()) {
+    loop_.Post([this] { master_.Start(Info()); });
+    loop_.RunUntilIdle();
+  }
+
+  static MasterOptions Options() {
+    MasterOptions options;
+    options.offer_timeout = absl::Seconds(30);
+    return options;
+  }
+  static v1::MasterInfo Info() {
+    v1::MasterInfo info;
+    info.set_id("m1");
+    info.set_hostname("127.0.0.1");
+    return info;
+  }
+
+  struct Agent {
+    StreamId link;
+    std::shared_ptr<AgentStream> stream;
+    std::string id;
+  };
+
+  Agent AddAgent(const std::string& resources, const std::string& hostname = "h1") {
+    Agent agent{StreamId(absl::StrCat("link-", ++links_)), std::make_shared<AgentStream>(), ""};
+    v1::AgentMessage message;
+    v1::AgentInfo* info = message.mutable_register_()->mutable_info();
+    info->set_hostname(hostname);
+    info->set_http_address("http://" + hostname + ":5081");
+    ToProto(Res(resources), info->mutable_resources());
+    master_.HandleAgentMessage(agent.link, message, agent.stream);
+    loop_.RunUntilIdle();
+    std::vector<v1::MasterMessage> replies = agent.stream->Take();
+    EXPECT_THAT(replies, SizeIs(1));
+    if (!replies.empty()) {
+      EXPECT_TRUE(replies[0].has_registered());
+      agent.id = replies[0].registered().agent_id();
+    }
+    return agent;
+  }
+
+  struct Scheduler {
+    StreamId stream_id;
+    std::shared_ptr<SchedulerStream> stream;
+    std::string framework_id;
+    v1::CallHeader header() const {
+      v1::CallHeader h;
+      h.set_framework_id(framework_id);
+      h.set_stream_id(stream_id.value());
+      return h;
+    }
+  };
+
+  Scheduler Subscribe(const std::string& role = "*", const std::string& id = "",
+                      double failover_timeout = 0) {
+    Scheduler scheduler{StreamId(absl::StrCat("stream-", ++streams_)),
+                        std::make_shared<SchedulerStream>(), ""};
+    v1::SubscribeRequest request;
+    request.mutable_framework_info()->set_name("test");
+    request.mutable_framework_info()->set_id(id);
+    request.mutable_framework_info()->add_roles(role);
+    request.mutable_framework_info()->set_failover_timeout_seconds(failover_timeout);
+    master_.Subscribe(request, scheduler.stream_id, scheduler.stream);
+    loop_.RunUntilIdle();
+    if (!scheduler.stream->messages.empty() &&
+        scheduler.stream->messages[0].has_subscribed()) {
+      scheduler.framework_id = scheduler.stream->messages[0].subscribed().framework_id();
+      scheduler.stream->messages.erase(scheduler.stream->messages.begin());
+    }
+    return scheduler;
+  }
+
+  static std::vector<v1::Offer> Offers(std::vector<v1::Event> events) {
+    std::vector<v1::Offer> offers;
+    for (const v1::Event& event : events) {
+      for (const v1::Offer& offer : event.offers().offers()) {
+        offers.push_back(offer);
+      }
+    }
+    return offers;
+  }
+  static std::vector<v1::TaskStatus> Updates(const std::vector<v1::Event>& events) {
+    std::vector<v1::TaskStatus> updates;
+    for (const v1::Event& event : events) {
+      if (event.has_update()) {
+        updates.push_back(event.update().status());
+      }
+    }
+    return updates;
+  }
+
+  static v1::TaskInfo Task(const std::string& id, const std::string& resources) {
+    v1::TaskInfo task;
+    task.set_task_id(id);
+    task.set_name(id);
+    task.mutable_command()->set_shell(true);
+    task.mutable_command()->set_value("true");
+    ToProto(Res(resources), task.mutable_resources());
+    return task;
+  }
+
+  absl::Status Launch(const Scheduler& s, std::vector<std::string> offer_ids,
+                      std::vector<v1::TaskInfo> tasks, double refuse_seconds = 5) {
+    v1::AcceptRequest request;
+    *request.mutable_header() = s.header();
+    for (const std::string& id : offer_ids) {
+      request.add_offer_ids(id);
+    }
+    v1::Operation* op = request.add_operations();
+    op->set_type(v1::Operation::LAUNCH);
+    for (v1::TaskInfo& task : tasks) {
+      *op->mutable_launch()->add_tasks() = std::move(task);
+    }
+    request.mutable_filters()->set_refuse_seconds(refuse_seconds);
+    absl::Status status = master_.Accept(request);
+    loop_.RunUntilIdle();
+    return status;
+  }
+
+  void AgentUpdate(const Agent& agent, const std::string& framework_id,
+                   const std::string& task_id, v1::TaskState state, const std::string& uuid) {
+    v1::AgentMessage message;
+    v1::TaskStatus* status = message.mutable_status_update()->mutable_status();
+    status->set_framework_id(framework_id);
+    status->set_task_id(task_id);
+    status->set_state(state);
+    status->set_source(v1::TaskStatus::SOURCE_AGENT);
+    status->set_uuid(uuid);
+    master_.HandleAgentMessage(agent.link, message, agent.stream);
+    loop_.RunUntilIdle();
+  }
+
+  testing::ManualEventLoop loop_;
+  Master master_;
+  int links_ = 0;
+  int streams_ = 0;
+};
+
+TEST_F(MasterTest, SubscribeAssignsAFrameworkIdAndOffersTheWholeAgent) {
+  AddAgent("cpus:2;mem:1024");
+  Scheduler s = Subscribe();
+  ASSERT_FALSE(s.framework_id.empty());
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  ASSERT_THAT(offers, SizeIs(1));
+  EXPECT_EQ(*FromProto(offers[0].resources()), Res("cpus:2;mem:1024"));
+  EXPECT_EQ(offers[0].agent_http_address(), "http://h1:5081");
+  EXPECT_EQ(master_.snapshot()->offers_size(), 1);
+}
+
+TEST_F(MasterTest, EventsCarryIncreasingSequenceNumbers) {
+  Scheduler s = Subscribe();
+  AddAgent("cpus:1;mem:512");
+  AddAgent("cpus:1;mem:512", "h2");
+  std::vector<v1::Event> events = s.stream->Take();
+  ASSERT_THAT(events, SizeIs(2));
+  EXPECT_EQ(events[0].sequence(), 2u);  // SUBSCRIBED was 1.
+  EXPECT_EQ(events[1].sequence(), 3u);
+}
+
+TEST_F(MasterTest, LaunchedTaskRunsFinishesAndCompletesOnAcknowledgement) {
+  Agent agent = AddAgent("cpus:2;mem:1024");
+  Scheduler s = Subscribe();
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  ASSERT_THAT(offers, SizeIs(1));
+
+  ASSERT_TRUE(Launch(s, {offers[0].id()}, {Task("t1", "cpus:1;mem:128")}).ok());
+  std::vector<v1::MasterMessage> to_agent = agent.stream->Take();
+  ASSERT_THAT(to_agent, SizeIs(1));
+  ASSERT_TRUE(to_agent[0].has_run_task());
+  EXPECT_EQ(to_agent[0].run_task().task().task_id(), "t1");
+  EXPECT_EQ(to_agent[0].run_task().task().agent_id(), agent.id);
+  EXPECT_EQ(master_.snapshot()->tasks(0).state(), v1::TASK_STAGING);
+
+  AgentUpdate(agent, s.framework_id, "t1", v1::TASK_FINISHED, "uuid-1");
+  std::vector<v1::TaskStatus> updates = Updates(s.stream->Take());
+  ASSERT_THAT(updates, SizeIs(1));
+  EXPECT_EQ(updates[0].state(), v1::TASK_FINISHED);
+  EXPECT_EQ(updates[0].agent_id(), agent.id);
+  // Still listed until acknowledged.
+  EXPECT_EQ(master_.snapshot()->tasks_size(), 1);
+
+  v1::AcknowledgeRequest ack;
+  *ack.mutable_header() = s.header();
+  ack.set_agent_id(agent.id);
+  ack.set_task_id("t1");
+  ack.set_uuid("uuid-1");
+  ASSERT_TRUE(master_.Acknowledge(ack).ok());
+  loop_.RunUntilIdle();
+  to_agent = agent.stream->Take();
+  ASSERT_THAT(to_agent, SizeIs(1));
+  EXPECT_EQ(to_agent[0].acknowledge().uuid(), "uuid-1");
+  EXPECT_EQ(master_.snapshot()->tasks_size(), 0);
+  ASSERT_EQ(master_.snapshot()->completed_tasks_size(), 1);
+  EXPECT_EQ(master_.snapshot()->completed_tasks(0).state(), v1::TASK_FINISHED);
+}
+
+TEST_F(MasterTest, UnusedResourcesOfAnAcceptAreFilteredThenOfferedAgain) {
+  AddAgent("cpus:2;mem:1024");
+  Scheduler s = Subscribe();
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  ASSERT_TRUE(Launch(s, {offers[0].id()}, {Task("t1", "cpus:1;mem:128")}, 5).ok());
+  loop_.AdvanceTime(absl::Seconds(4));
+  EXPECT_THAT(Offers(s.stream->Take()), IsEmpty());
+  loop_.AdvanceTime(absl::Seconds(2));
+  offers = Offers(s.stream->Take());
+  ASSERT_THAT(offers, SizeIs(1));
+  EXPECT_EQ(*FromProto(offers[0].resources()), Res("cpus:1;mem:896"));
+}
+
+TEST_F(MasterTest, AcceptOfAnUnknownOfferDropsTheTasksWithAReason) {
+  Agent agent = AddAgent("cpus:2;mem:1024");
+  Scheduler s = Subscribe();
+  s.stream->Take();
+  ASSERT_TRUE(Launch(s, {"no-such-offer"}, {Task("t1", "cpus:1")}).ok());
+  std::vector<v1::TaskStatus> updates = Updates(s.stream->Take());
+  ASSERT_THAT(updates, SizeIs(1));
+  EXPECT_EQ(updates[0].state(), v1::TASK_DROPPED);
+  EXPECT_EQ(updates[0].reason(), v1::TaskStatus::REASON_INVALID_OFFERS);
+  EXPECT_EQ(updates[0].source(), v1::TaskStatus::SOURCE_MASTER);
+  EXPECT_THAT(updates[0].message(), HasSubstr("'no-such-offer'"));
+  EXPECT_EQ(master_.counters().invalid_accepts, 1);
+  EXPECT_THAT(agent.stream->Take(), IsEmpty());
+}
+
+TEST_F(MasterTest, AcceptAcrossTwoAgentsDropsTasksAndReturnsTheResources) {
+  AddAgent("cpus:1;mem:512", "h1");
+  AddAgent("cpus:1;mem:512", "h2");
+  Scheduler s = Subscribe();
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  ASSERT_THAT(offers, SizeIs(2));
+  ASSERT_TRUE(Launch(s, {offers[0].id(), offers[1].id()}, {Task("t1", "cpus:2")}).ok());
+  std::vector<v1::Event> events = s.stream->Take();
+  std::vector<v1::TaskStatus> updates = Updates(events);
+  ASSERT_THAT(updates, SizeIs(1));
+  EXPECT_EQ(updates[0].state(), v1::TASK_DROPPED);
+  EXPECT_THAT(updates[0].message(), HasSubstr("different agents"));
+  // The resources came back without a filter and are offered again.
+  EXPECT_THAT(Offers(events), SizeIs(2));
+}
+
+TEST_F(MasterTest, AnOfferUsedTwiceInOneAcceptIsRefused) {
+  AddAgent("cpus:1;mem:512");
+  Scheduler s = Subscribe();
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  ASSERT_TRUE(Launch(s, {offers[0].id(), offers[0].id()}, {Task("t1", "cpus:1")}).ok());
+  std::vector<v1::TaskStatus> updates = Updates(s.stream->Take());
+  ASSERT_THAT(updates, SizeIs(1));
+  EXPECT_EQ(updates[0].state(), v1::TASK_DROPPED);
+  EXPECT_THAT(updates[0].message(), HasSubstr("more than once"));
+}
+
+TEST_F(MasterTest, ATaskAskingForMoreThanTheOfferIsDropped) {
+  Agent agent = AddAgent("cpus:1;mem:512");
+  Scheduler s = Subscribe();
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  ASSERT_TRUE(Launch(s, {offers[0].id()}, {Task("big", "cpus:4")}).ok());
+  std::vector<v1::TaskStatus> updates = Updates(s.stream->Take());
+  ASSERT_THAT(updates, SizeIs(1));
+  EXPECT_EQ(updates[0].state(), v1::TASK_DROPPED);
+  EXPECT_THAT(updates[0].message(), HasSubstr("cpus:4"));
+  EXPECT_THAT(agent.stream->Take(), IsEmpty());
+}
+
+TEST_F(MasterTest, CallsFromAStaleStreamAreRefused) {
+  AddAgent("cpus:1;mem:512");
+  Scheduler s = Subscribe();
+  v1::DeclineRequest decline;
+  *decline.mutable_header() = s.header();
+  decline.mutable_header()->set_stream_id("someone-else");
+  EXPECT_EQ(master_.Decline(decline).code(), absl::StatusCode::kPermissionDenied);
+  decline.mutable_header()->set_framework_id("nobody");
+  EXPECT_EQ(master_.Decline(decline).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(MasterTest, KillOfAnUnknownTaskAnswersWithAReconciliationUpdate) {
+  Scheduler s = Subscribe();
+  v1::KillRequest kill;
+  *kill.mutable_header() = s.header();
+  kill.set_task_id("ghost");
+  ASSERT_TRUE(master_.Kill(kill).ok());
+  std::vector<v1::TaskStatus> updates = Updates(s.stream->Take());
+  ASSERT_THAT(updates, SizeIs(1));
+  EXPECT_EQ(updates[0].state(), v1::TASK_UNKNOWN);
+  EXPECT_EQ(updates[0].reason(), v1::TaskStatus::REASON_RECONCILIATION);
+  EXPECT_EQ(updates[0].source(), v1::TaskStatus::SOURCE_MASTER);
+}
+
+TEST_F(MasterTest, KillOfARunningTaskReachesItsAgent) {
+  Agent agent = AddAgent("cpus:1;mem:512");
+  Scheduler s = Subscribe();
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  ASSERT_TRUE(Launch(s, {offers[0].id()}, {Task("t1", "cpus:1")}).ok());
+  agent.stream->Take();
+  v1::KillRequest kill;
+  *kill.mutable_header() = s.header();
+  kill.set_task_id("t1");
+  ASSERT_TRUE(master_.Kill(kill).ok());
+  std::vector<v1::MasterMessage> to_agent = agent.stream->Take();
+  ASSERT_THAT(to_agent, SizeIs(1));
+  EXPECT_EQ(to_agent[0].kill_task().task_id(), "t1");
+}
+
+TEST_F(MasterTest, ASecondSubscriptionWithTheSameIdFailsOverTheFirst) {
+  Scheduler first = Subscribe("*", "", 60);
+  Scheduler second = Subscribe("*", first.framework_id, 60);
+  EXPECT_EQ(second.framework_id, first.framework_id);
+  std::vector<v1::Event> events = first.stream->Take();
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_EQ(events[0].error().message(), "framework failed over");
+  EXPECT_TRUE(first.stream->closed);
+  // The first stream's end must not disconnect the framework.
+  master_.SchedulerStreamClosed(first.stream_id);
+  loop_.RunUntilIdle();
+  EXPECT_TRUE(master_.snapshot()->frameworks(0).connected());
+}
+
+TEST_F(MasterTest, AFrameworkWhoseSchedulerDoesNotReturnIsRemovedAfterTheFailoverTimeout) {
+  Agent agent = AddAgent("cpus:1;mem:512");
+  Scheduler s = Subscribe("*", "", 10);
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  ASSERT_TRUE(Launch(s, {offers[0].id()}, {Task("t1", "cpus:1")}).ok());
+  agent.stream->Take();
+  master_.SchedulerStreamClosed(s.stream_id);
+  loop_.AdvanceTime(absl::Seconds(9));
+  EXPECT_EQ(master_.snapshot()->frameworks_size(), 1);
+  EXPECT_THAT(agent.stream->Take(), IsEmpty());
+  loop_.AdvanceTime(absl::Seconds(2));
+  EXPECT_EQ(master_.snapshot()->frameworks_size(), 0);
+  EXPECT_EQ(master_.snapshot()->completed_frameworks_size(), 1);
+  std::vector<v1::MasterMessage> to_agent = agent.stream->Take();
+  ASSERT_THAT(to_agent, SizeIs(1));
+  EXPECT_EQ(to_agent[0].shutdown_framework().framework_id(), s.framework_id);
+
+  // Re-subscribing with the removed id is refused.
+  Scheduler again = Subscribe("*", s.framework_id);
+  std::vector<v1::Event> events = again.stream->Take();
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_THAT(events[0].error().message(), HasSubstr("torn down"));
+  EXPECT_TRUE(again.stream->closed);
+}
+
+TEST_F(MasterTest, UnansweredOffersAreRescindedAfterTheOfferTimeout) {
+  AddAgent("cpus:1;mem:512");
+  Scheduler s = Subscribe();
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  ASSERT_THAT(offers, SizeIs(1));
+  loop_.AdvanceTime(absl::Seconds(29));
+  EXPECT_THAT(s.stream->Take(), IsEmpty());
+  loop_.AdvanceTime(absl::Seconds(1));
+  std::vector<v1::Event> events = s.stream->Take();
+  ASSERT_GE(events.size(), 1u);
+  EXPECT_EQ(events[0].rescind().offer_id(), offers[0].id());
+  // Offered again in the next pass.
+  EXPECT_THAT(Offers(events), SizeIs(1));
+}
+
+TEST_F(MasterTest, AnAgentLinkMustStartWithARegister) {
+  auto stream = std::make_shared<AgentStream>();
+  v1::AgentMessage pong;
+  pong.mutable_pong()->set_nonce(1);
+  master_.HandleAgentMessage(StreamId("l"), pong, stream);
+  EXPECT_TRUE(stream->closed);
+  EXPECT_EQ(stream->close_status.code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(MasterTest, AnAgentWithMalformedResourcesIsRefused) {
+  auto stream = std::make_shared<AgentStream>();
+  v1::AgentMessage message;
+  message.mutable_register_()->mutable_info()->set_hostname("h");
+  v1::Resource* bad = message.mutable_register_()->mutable_info()->add_resources();
+  bad->set_name("cpus");
+  bad->set_scalar(-1);
+  master_.HandleAgentMessage(StreamId("l"), message, stream);
+  EXPECT_TRUE(stream->closed);
+  EXPECT_EQ(stream->close_status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(stream->close_status.message()), HasSubstr("cpus"));
+  EXPECT_EQ(master_.snapshot()->agents_size(), 0);
+}
+
+TEST_F(MasterTest, TasksUnknownToAReregisteringAgentAreDropped) {
+  Agent agent = AddAgent("cpus:2;mem:1024");
+  Scheduler s = Subscribe();
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  ASSERT_TRUE(Launch(s, {offers[0].id()}, {Task("t1", "cpus:1")}).ok());
+  master_.AgentLinkClosed(agent.link);
+  loop_.RunUntilIdle();
+  s.stream->Take();
+
+  // The agent comes back on a new link without the task.
+  auto stream = std::make_shared<AgentStream>();
+  v1::AgentMessage message;
+  v1::AgentInfo* info = message.mutable_register_()->mutable_info();
+  info->set_id(agent.id);
+  info->set_hostname("h1");
+  ToProto(Res("cpus:2;mem:1024"), info->mutable_resources());
+  master_.HandleAgentMessage(StreamId("link-again"), message, stream);
+  loop_.RunUntilIdle();
+  EXPECT_TRUE(stream->Take()[0].has_registered());
+
+  std::vector<v1::Event> events = s.stream->Take();
+  std::vector<v1::TaskStatus> updates = Updates(events);
+  ASSERT_THAT(updates, SizeIs(1));
+  EXPECT_EQ(updates[0].state(), v1::TASK_DROPPED);
+  EXPECT_EQ(updates[0].source(), v1::TaskStatus::SOURCE_AGENT);
+  EXPECT_EQ(updates[0].reason(), v1::TaskStatus::REASON_RECONCILIATION);
+  // The whole agent is offered again.
+  std::vector<v1::Offer> again = Offers(events);
+  ASSERT_THAT(again, SizeIs(1));
+  EXPECT_EQ(*FromProto(again[0].resources()), Res("cpus:2;mem:1024"));
+}
+
+TEST_F(MasterTest, TasksOfAnAgentThatStaysAwayBecomeUnreachable) {
+  Agent agent = AddAgent("cpus:1;mem:512");
+  Scheduler s = Subscribe();
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  ASSERT_TRUE(Launch(s, {offers[0].id()}, {Task("t1", "cpus:1")}).ok());
+  AgentUpdate(agent, s.framework_id, "t1", v1::TASK_RUNNING, "u1");
+  s.stream->Take();
+  master_.AgentLinkClosed(agent.link);
+  loop_.AdvanceTime(absl::Seconds(76));
+  std::vector<v1::TaskStatus> updates = Updates(s.stream->Take());
+  ASSERT_THAT(updates, SizeIs(1));
+  EXPECT_EQ(updates[0].state(), v1::TASK_UNREACHABLE);
+  EXPECT_EQ(updates[0].reason(), v1::TaskStatus::REASON_AGENT_REMOVED);
+  EXPECT_GT(updates[0].unreachable_time(), 0);
+  EXPECT_EQ(master_.snapshot()->agents(0).status(), v1::AgentState::DISCONNECTED);
+}
+
+TEST_F(MasterTest, AnAgentThatAnswersNoPingsIsDisconnected) {
+  Agent agent = AddAgent("cpus:1;mem:512");
+  loop_.AdvanceTime(absl::Seconds(15));
+  std::vector<v1::MasterMessage> pings = agent.stream->Take();
+  ASSERT_THAT(pings, SizeIs(1));
+  EXPECT_TRUE(pings[0].has_ping());
+  loop_.AdvanceTime(absl::Seconds(75));
+  EXPECT_TRUE(agent.stream->closed);
+  EXPECT_EQ(master_.snapshot()->agents(0).status(), v1::AgentState::DISCONNECTED);
+}
+
+TEST_F(MasterTest, InvalidFrameworkInfoIsRefusedWithAnError) {
+  Scheduler s = Subscribe("eng//web");
+  ASSERT_THAT(s.stream->messages, SizeIs(1));
+  EXPECT_THAT(s.stream->messages[0].error().message(), HasSubstr("invalid role 'eng//web'"));
+  EXPECT_TRUE(s.stream->closed);
+  EXPECT_EQ(master_.snapshot()->frameworks_size(), 0);
+}
+
+}  // namespace
+}  // namespace rz::master

@@ -1,0 +1,401 @@
+// System tests: real rz-master and rz-agent processes on loopback, started with posix_spawn
+// from the build tree (${RZ_BUILD_DIR}), and driven only through their public faces — the rz
+// CLI as a subprocess, the Operator gRPC API and the REST endpoints. Every wait is a condition
+// polled against a deadline; every process a test starts is stopped by its pid in TearDown.
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "cli/master_client.h"
+#include "cli/process.h"
+#include "glog/logging.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "httplib.h"
+#include "nlohmann/json.hpp"
+
+extern char** environ;
+
+namespace rz {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr absl::Duration kStartTimeout = absl::Seconds(30);
+constexpr absl::Duration kCommandTimeout = absl::Seconds(90);
+
+// The build tree: ${RZ_BUILD_DIR} (set by rz_test), else two levels above this binary
+// (<build>/tests/system/system_test).
+std::string BuildDir() {
+  if (const char* dir = std::getenv("RZ_BUILD_DIR"); dir != nullptr && *dir != '\0') {
+    return dir;
+  }
+  absl::StatusOr<std::string> self = cli::SelfDirectory();
+  return self.ok() ? absl::StrCat(*self, "/../..") : ".";
+}
+
+std::string Binary(const std::string& relative) { return absl::StrCat(BuildDir(), "/", relative); }
+
+// The daemons get our environment minus RZ_* variables (RZ_BUILD_DIR, a developer's
+// RZ_MASTER, ...): every setting a test relies on is on the command line.
+std::vector<std::string> ChildEnvironment() {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!absl::StartsWith(*e, "RZ_")) {
+      env.emplace_back(*e);
+    }
+  }
+  return env;
+}
+
+// Polls `condition` until it holds or `timeout` passes.
+bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!condition()) {
+    if (absl::Now() > deadline) {
+      return false;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
+}
+
+std::string ReadOrEmpty(const std::string& path) {
+  absl::StatusOr<std::string> text = cli::ReadFile(path);
+  return text.ok() ? *text : "";
+}
+
+std::vector<std::string> NonEmptyLines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+  absl::Duration elapsed;
+};
+
+// A fresh directory under /tmp, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    char templ[] = "/tmp/rz-system-XXXXXX";
+    CHECK(mkdtemp(templ) != nullptr) << "mkdtemp: " << strerror(errno);
+    path_ = templ;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+class SystemTestBase : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    std::vector<cli::Subprocess*> processes;
+    for (Daemon& daemon : daemons_) {
+      processes.push_back(&daemon.process);
+    }
+    cli::StopAll(processes, absl::Seconds(5));
+    if (HasFailure()) {
+      for (const Daemon& daemon : daemons_) {
+        std::fprintf(stderr, "---- last lines of %s (%s) ----\n%s\n", daemon.name.c_str(),
+                     daemon.log.c_str(), cli::TailFile(daemon.log, 30).c_str());
+      }
+    }
+  }
+
+  // Starts a program with its output in `log` (created under the temp dir).
+  cli::Subprocess& Spawn(const std::string& name, std::vector<std::string> argv,
+                         const std::string& log) {
+    cli::SpawnOptions options;
+    options.argv = std::move(argv);
+    options.stdout_path = log;
+    options.stderr_path = log;
+    options.env = ChildEnvironment();
+    absl::StatusOr<cli::Subprocess> process = cli::Subprocess::Spawn(options);
+    CHECK(process.ok()) << process.status();
+    daemons_.push_back(Daemon{name, log, *std::move(process)});
+    return daemons_.back().process;
+  }
+
+  // Runs a program to completion (or kills it after `timeout`), capturing its output.
+  CommandResult RunProgram(std::vector<std::string> argv, absl::Duration timeout) {
+    const int n = ++commands_run_;
+    cli::SpawnOptions options;
+    options.argv = std::move(argv);
+    options.stdout_path = absl::StrCat(temp_.path(), "/command-", n, ".out");
+    options.stderr_path = absl::StrCat(temp_.path(), "/command-", n, ".err");
+    options.env = ChildEnvironment();
+    const absl::Time start = absl::Now();
+    absl::StatusOr<cli::Subprocess> process = cli::Subprocess::Spawn(options);
+    CommandResult result;
+    if (!process.ok()) {
+      ADD_FAILURE() << process.status();
+      return result;
+    }
+    std::optional<int> status = process->WaitFor(timeout);
+    if (!status.has_value()) {
+      ADD_FAILURE() << "'" << options.argv[0] << "' did not exit within " << timeout;
+      status = process->Stop(absl::Seconds(2));
+    }
+    result.elapsed = absl::Now() - start;
+    result.exit_code = cli::ExitCodeOf(*status);
+    result.out = ReadOrEmpty(options.stdout_path);
+    result.err = ReadOrEmpty(options.stderr_path);
+    return result;
+  }
+
+  struct Daemon {
+    std::string name;
+    std::string log;
+    cli::Subprocess process;
+  };
+
+  TempDir temp_;
+  std::deque<Daemon> daemons_;  // A deque: Spawn()'s references stay valid.
+  int commands_run_ = 0;
+};
+
+// One master and one agent (cpus:2;mem:1024), up and registered before each test.
+class ClusterTest : public SystemTestBase {
+ protected:
+  void SetUp() override {
+    const std::string master_dir = absl::StrCat(temp_.path(), "/master");
+    std::filesystem::create_directories(master_dir);
+    const std::string endpoints = absl::StrCat(master_dir, "/endpoints.json");
+    cli::Subprocess& master =
+        Spawn("rz-master",
+              {Binary("src/master/rz-master"), "--ip=127.0.0.1", "--hostname=127.0.0.1", "--port=0",
+               "--http_port=0", absl::StrCat("--work_dir=", master_dir),
+               absl::StrCat("--endpoints_file=", endpoints)},
+              absl::StrCat(master_dir, "/master.log"));
+
+    nlohmann::json parsed;
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          parsed = nlohmann::json::parse(ReadOrEmpty(endpoints), nullptr, false);
+          return (parsed.is_object() && parsed.contains("grpc")) || master.Poll().has_value();
+        },
+        kStartTimeout))
+        << "rz-master wrote no endpoints file " << endpoints;
+    ASSERT_FALSE(master.Poll().has_value()) << "rz-master exited at start";
+    master_grpc_ = parsed["grpc"].get<std::string>();
+    master_http_ = parsed.value("http", "");
+    ASSERT_THAT(master_http_, HasSubstr("http://"));
+
+    StartAgent();
+    ASSERT_NO_FATAL_FAILURE(WaitForRegisteredAgents(1));
+  }
+
+  void StartAgent() {
+    const int index = ++agents_started_;
+    const std::string dir = absl::StrCat(temp_.path(), "/agent-", index);
+    std::filesystem::create_directories(dir);
+    Spawn(absl::StrCat("rz-agent ", index),
+          {Binary("src/agent/rz-agent"), absl::StrCat("--master=", master_grpc_), "--ip=127.0.0.1",
+           "--hostname=127.0.0.1", "--http_port=0", "--resources=cpus:2;mem:1024",
+           absl::StrCat("--work_dir=", dir),
+           absl::StrCat("--endpoints_file=", dir, "/endpoints.json")},
+          absl::StrCat(dir, "/agent.log"));
+  }
+
+  void WaitForRegisteredAgents(int count) {
+    absl::StatusOr<rz::v1::State> state;
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          state = cli::GetState(master_grpc_, absl::Seconds(2));
+          return state.ok() && cli::RegisteredAgentCount(*state) >= count;
+        },
+        kStartTimeout))
+        << count << " agent(s) did not register; last GetState: "
+        << (state.ok() ? state->ShortDebugString() : state.status().ToString());
+    state_ = *state;
+  }
+
+  // Runs the rz CLI against this cluster.
+  CommandResult Rz(std::vector<std::string> args) {
+    std::vector<std::string> argv = {Binary("src/cli/rz"), absl::StrCat("--master=", master_grpc_)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunProgram(std::move(argv), kCommandTimeout);
+  }
+
+  std::string master_grpc_;
+  std::string master_http_;
+  rz::v1::State state_;  // As of the last WaitForRegisteredAgents().
+  int agents_started_ = 0;
+};
+
+TEST_F(ClusterTest, RunPrintsTheTasksStdoutAndExitsZero) {
+  CommandResult result = Rz({"run", "--", "sh", "-c", "echo hi"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out, "hi\n") << result.err;
+  EXPECT_THAT(result.err, HasSubstr("TASK_FINISHED"));
+}
+
+TEST_F(ClusterTest, RunOfEchoPrintsItsArguments) {
+  CommandResult result = Rz({"run", "--", "echo", "hello"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out, "hello\n") << result.err;
+}
+
+TEST_F(ClusterTest, RunExitsWithTheTasksExitCode) {
+  CommandResult result = Rz({"run", "--", "false"});
+  EXPECT_EQ(result.exit_code, 1) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("TASK_FAILED"));
+
+  CommandResult seven = Rz({"run", "--", "sh -c 'exit 7'"});
+  EXPECT_EQ(seven.exit_code, 7) << seven.err;
+}
+
+TEST_F(ClusterTest, RunFailsAtOnceWhenNoAgentCanFitTheRequest) {
+  CommandResult result = Rz({"run", "--cpus", "1000", "--", "true"});
+  EXPECT_EQ(result.exit_code, 125) << result.err;
+  EXPECT_LT(result.elapsed, absl::Seconds(10));
+  EXPECT_THAT(result.err, HasSubstr("cpus"));
+  EXPECT_THAT(result.err, HasSubstr("no agent can fit"));
+  EXPECT_THAT(result.out, IsEmpty());
+}
+
+TEST_F(ClusterTest, InterruptedRunKillsItsTaskAndExits130) {
+  cli::SpawnOptions options;
+  options.argv = {Binary("src/cli/rz"),
+                  absl::StrCat("--master=", master_grpc_),
+                  "run",
+                  "--name",
+                  "sleeper",
+                  "--",
+                  "sleep",
+                  "300"};
+  options.stdout_path = absl::StrCat(temp_.path(), "/sleeper.out");
+  options.stderr_path = absl::StrCat(temp_.path(), "/sleeper.err");
+  options.env = ChildEnvironment();
+  absl::StatusOr<cli::Subprocess> rz = cli::Subprocess::Spawn(options);
+  ASSERT_TRUE(rz.ok()) << rz.status();
+
+  auto sleeper_state = [&]() -> std::optional<rz::v1::TaskState> {
+    absl::StatusOr<rz::v1::State> state = cli::GetState(master_grpc_, absl::Seconds(2));
+    if (!state.ok()) {
+      return std::nullopt;
+    }
+    for (const auto* tasks : {&state->tasks(), &state->completed_tasks()}) {
+      for (const rz::v1::Task& task : *tasks) {
+        if (absl::StartsWith(task.task_id(), "sleeper-")) {
+          return task.state();
+        }
+      }
+    }
+    return std::nullopt;
+  };
+  ASSERT_TRUE(WaitUntil([&] { return sleeper_state() == rz::v1::TASK_RUNNING; }, kStartTimeout))
+      << ReadOrEmpty(options.stderr_path);
+
+  rz->Signal(SIGINT);
+  std::optional<int> status = rz->WaitFor(absl::Seconds(20));
+  ASSERT_TRUE(status.has_value()) << "rz run did not exit after SIGINT";
+  EXPECT_EQ(cli::ExitCodeOf(*status), 130) << ReadOrEmpty(options.stderr_path);
+  EXPECT_THAT(ReadOrEmpty(options.stderr_path), HasSubstr("TASK_KILLED"));
+  EXPECT_TRUE(WaitUntil([&] { return sleeper_state() == rz::v1::TASK_KILLED; }, kStartTimeout))
+      << "the master does not report the task killed";
+}
+
+TEST_F(ClusterTest, FinishedTaskIsListedByRzTasks) {
+  CommandResult run = Rz({"run", "--name", "listed", "--", "true"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+
+  CommandResult tasks = Rz({"tasks"});
+  EXPECT_EQ(tasks.exit_code, 0) << tasks.err;
+  EXPECT_THAT(tasks.out, HasSubstr("STATE"));
+  EXPECT_THAT(tasks.out, HasSubstr("listed-"));
+  EXPECT_THAT(tasks.out, HasSubstr("TASK_FINISHED"));
+
+  CommandResult frameworks = Rz({"frameworks"});
+  EXPECT_EQ(frameworks.exit_code, 0) << frameworks.err;
+  EXPECT_THAT(frameworks.out, HasSubstr("rz-run listed"));
+}
+
+TEST_F(ClusterTest, RzAgentsListsTheRegisteredAgents) {
+  StartAgent();
+  ASSERT_NO_FATAL_FAILURE(WaitForRegisteredAgents(2));
+
+  CommandResult result = Rz({"agents"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  const std::vector<std::string> lines = NonEmptyLines(result.out);
+  ASSERT_EQ(lines.size(), 3u) << result.out;
+  EXPECT_THAT(lines[0], HasSubstr("HOSTNAME"));
+  for (const rz::v1::AgentState& agent : state_.agents()) {
+    EXPECT_THAT(result.out, HasSubstr(agent.info().id()));
+  }
+  EXPECT_THAT(lines[1], HasSubstr("127.0.0.1"));
+  EXPECT_THAT(lines[1], HasSubstr("REGISTERED"));
+  EXPECT_THAT(lines[1], HasSubstr("1024"));
+}
+
+TEST_F(ClusterTest, MasterAnswersUnknownPathsWithJson404) {
+  httplib::Client client(master_http_);
+  httplib::Result result = client.Get("/nope");
+  ASSERT_TRUE(result) << httplib::to_string(result.error());
+  EXPECT_EQ(result->status, 404);
+  nlohmann::json body = nlohmann::json::parse(result->body, nullptr, false);
+  ASSERT_TRUE(body.is_object()) << result->body;
+  EXPECT_TRUE(body.contains("error")) << result->body;
+}
+
+TEST_F(ClusterTest, MasterStateEndpointListsTheAgent) {
+  ASSERT_EQ(state_.agents_size(), 1);
+  const std::string agent_id = state_.agents(0).info().id();
+
+  httplib::Client client(master_http_);
+  httplib::Result result = client.Get("/state");
+  ASSERT_TRUE(result) << httplib::to_string(result.error());
+  EXPECT_EQ(result->status, 200);
+  nlohmann::json body = nlohmann::json::parse(result->body, nullptr, false);
+  ASSERT_TRUE(body.is_object()) << result->body;
+  ASSERT_TRUE(body.contains("agents") && body["agents"].is_array()) << result->body;
+  bool listed = false;
+  for (const nlohmann::json& agent : body["agents"]) {
+    listed = listed || (agent.contains("info") && agent["info"].value("id", "") == agent_id);
+  }
+  EXPECT_TRUE(listed) << "agent '" << agent_id << "' not in " << result->body;
+}
+
+// Daemons started without a cluster around them.
+class DaemonTest : public SystemTestBase {};
+
+TEST_F(DaemonTest, AgentRejectsMalformedResourcesWithOneLine) {
+  const std::string dir = absl::StrCat(temp_.path(), "/agent");
+  std::filesystem::create_directories(dir);
+  CommandResult result =
+      RunProgram({Binary("src/agent/rz-agent"), "--master=127.0.0.1:1", "--http_port=0",
+                  "--hostname=127.0.0.1", absl::StrCat("--work_dir=", dir), "--resources=cpus:abc"},
+                 absl::Seconds(20));
+  EXPECT_EQ(result.exit_code, 1);
+  const std::vector<std::string> lines = NonEmptyLines(result.err);
+  ASSERT_EQ(lines.size(), 1u) << result.err;
+  EXPECT_THAT(lines[0], HasSubstr("abc"));
+}
+
+}  // namespace
+}  // namespace rz
