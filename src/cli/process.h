@@ -87,10 +87,6 @@ std::string TailFile(const std::string& path, int lines);
 // The whole file at `path`, or NotFound / the errno naming it.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
-// Writes `contents` to `path` through a temporary file and rename(), so readers never see a
-// partial file.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
-
 // The directory of the running executable (from /proc/self/exe).
 absl::StatusOr<std::string> SelfDirectory();
 

@@ -2,10 +2,9 @@
 
 #include <unistd.h>
 
-#include <cstdio>
-#include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/version.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
@@ -23,22 +22,6 @@ std::string LocalHostname() {
 }
 
 }  // namespace
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << contents;
-    out.close();
-    if (!out) {
-      return absl::UnavailableError(absl::StrCat("cannot write '", tmp, "'"));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot rename '", tmp, "' to '", path, "'"));
-  }
-  return absl::OkStatus();
-}
 
 MasterDaemon::MasterDaemon(MasterDaemonOptions options) : options_(std::move(options)) {}
 

@@ -70,8 +70,4 @@ class MasterDaemon {
 // Registers the master's REST endpoints on `http`. Handlers read `master.snapshot()` only.
 void RegisterMasterHttp(Master& master, HttpServer& http);
 
-// Writes `contents` to `path` through a temporary file and a rename, so readers never see a
-// partial file.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
-
 }  // namespace rz::master
