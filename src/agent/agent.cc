@@ -406,6 +406,7 @@ void Agent::OnGracePeriodOver(const TaskKey& key, uint64_t launch_id) {
 
 void Agent::ShutdownFramework(const FrameworkId& framework_id) {
   LOG(INFO) << "shutting down framework " << framework_id;
+  shut_down_frameworks_.insert(framework_id);
   std::vector<TaskKey> keys;
   for (const auto& [key, record] : tasks_) {
     if (key.first == framework_id) {
@@ -413,7 +414,22 @@ void Agent::ShutdownFramework(const FrameworkId& framework_id) {
     }
   }
   for (const TaskKey& key : keys) {
-    KillTask(key, nullptr);
+    auto it = tasks_.find(key);
+    if (it == tasks_.end()) {
+      continue;
+    }
+    if (it->second.phase == Phase::kTerminal) {
+      // Ended already; its last update will never be acknowledged now.
+      CompleteTask(key);
+    } else {
+      KillTask(key, nullptr);
+    }
+  }
+  const bool any_left = std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& entry) {
+    return entry.first.first == framework_id;
+  });
+  if (!any_left) {
+    shut_down_frameworks_.erase(framework_id);
   }
 }
 
@@ -459,10 +475,26 @@ void Agent::Update(TaskRecord& record, rz::v1::TaskState state, TaskStatus::Reas
   }
   record.task.set_state(state);
   *record.task.mutable_latest_status() = status;
+  const TaskKey key{FrameworkId(record.task.framework_id()), TaskId(record.task.task_id())};
+  if (shut_down_frameworks_.contains(key.first)) {
+    record.unacknowledged.clear();
+    loop_.CancelTimer(record.retry_timer);
+    record.retry_timer = 0;
+    if (IsTerminal(state)) {
+      // Completed from a fresh closure: callers still hold `record`.
+      loop_.Post([this, key] {
+        if (tasks_.contains(key)) {
+          CompleteTask(key);
+        }
+      });
+    }
+    MarkDirty();
+    return;
+  }
   record.unacknowledged.push_back(std::move(status));
   if (record.unacknowledged.size() == 1) {
     record.retry_backoff = options_.status_update_retry_initial;
-    TransmitHead({FrameworkId(record.task.framework_id()), TaskId(record.task.task_id())}, record);
+    TransmitHead(key, record);
   }
   MarkDirty();
 }
@@ -533,6 +565,7 @@ void Agent::CompleteTask(const TaskKey& key) {
   });
   if (!framework_active) {
     frameworks_.erase(key.first);
+    shut_down_frameworks_.erase(key.first);
   }
   MarkDirty();
 }

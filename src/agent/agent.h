@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -149,6 +150,9 @@ class Agent {
   bool publish_pending_ = false;
 
   std::map<TaskKey, TaskRecord> tasks_;  // Active: not terminal, or terminal and unacked.
+  // Frameworks the master shut down and forgot: their tasks' updates would never be
+  // acknowledged, so they are not sent and a terminal task completes at once.
+  std::set<FrameworkId> shut_down_frameworks_;
   std::map<FrameworkId, rz::v1::FrameworkInfo> frameworks_;  // Of the active tasks.
   std::deque<rz::v1::Task> completed_tasks_;                 // Oldest first.
 };
