@@ -34,8 +34,8 @@ function(rz_benchmark name)
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} benchmark::benchmark)
 endfunction()
 
-# Walks the link closure of `target` and fails the configure step if it reaches a library
-# matching one of the FORBIDDEN patterns.
+# rz_assert_links_only(TARGET FORBIDDEN pattern...) walks the link closure of TARGET and fails
+# the configure step if it reaches a library matching one of the patterns.
 function(_rz_link_closure target out_var)
   set(seen "")
   set(queue ${target})
@@ -70,12 +70,12 @@ function(_rz_link_closure target out_var)
 endfunction()
 
 function(rz_assert_links_only target)
-  cmake_parse_arguments(ARG "" "" "ALLOWED;FORBIDDEN" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "FORBIDDEN" ${ARGN})
   _rz_link_closure(${target} closure)
   foreach(item ${closure})
     foreach(pattern ${ARG_FORBIDDEN})
       if(item MATCHES "${pattern}")
-        message(FATAL_ERROR "${target} must not depend on '${item}' (it may link only: ${ARG_ALLOWED})")
+        message(FATAL_ERROR "${target} must not depend on '${item}' (forbidden: ${ARG_FORBIDDEN})")
       endif()
     endforeach()
   endforeach()

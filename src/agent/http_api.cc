@@ -14,8 +14,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "agent/sandbox.h"
+#include "common/proto_json.h"
 #include "common/status_convert.h"
-#include "google/protobuf/util/json_util.h"
 
 namespace rz::agent {
 namespace {
@@ -143,17 +143,8 @@ void RegisterHttpHandlers(HttpServer& server, const StateSnapshot& snapshot,
                           const std::string& work_dir) {
   server.Get("/health",
              [](const HttpRequest&) { return HttpResponse{.body = R"({"healthy":true})"}; });
-  server.Get("/state", [&snapshot](const HttpRequest&) {
-    google::protobuf::util::JsonPrintOptions options;
-    options.always_print_primitive_fields = true;
-    std::string json;
-    const auto status =
-        google::protobuf::util::MessageToJsonString(*snapshot.Get(), &json, options);
-    if (!status.ok()) {
-      return Error(absl::InternalError(status.ToString()));
-    }
-    return HttpResponse{.body = std::move(json)};
-  });
+  server.Get("/state",
+             [&snapshot](const HttpRequest&) { return ProtoJsonResponse(*snapshot.Get()); });
   server.Get("/files/read", [&snapshot, work_dir](const HttpRequest& request) {
     return ReadFile(snapshot, work_dir, request);
   });

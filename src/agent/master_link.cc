@@ -66,6 +66,11 @@ void MasterLink::ReadLoop() {
               static_cast<int>(absl::ToInt64Milliseconds(options_.initial_backoff)));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
               static_cast<int>(absl::ToInt64Milliseconds(options_.max_backoff)));
+  // Notice a master that vanished without closing the connection (the master's server
+  // accepts pings this often).
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(options_.master_address, grpc::InsecureChannelCredentials(), args);
   std::unique_ptr<rz::v1::AgentLink::Stub> stub = rz::v1::AgentLink::NewStub(channel);

@@ -43,8 +43,8 @@ class DrfAllocator {
   DrfAllocator(const DrfAllocator&) = delete;
   DrfAllocator& operator=(const DrfAllocator&) = delete;
 
-  // Adds an agent whose whole capacity is `total`, with `used` of it already allocated
-  // (tasks it runs, by framework). Returns AlreadyExists if `agent` is known.
+  // Adds an agent whose whole capacity is `total`, all of it free (AddUsed() then accounts for
+  // tasks it already runs). Returns AlreadyExists if `agent` is known.
   absl::Status AddAgent(const AgentId& agent, const Resources& total);
   // Forgets an agent; what frameworks held on it leaves their allocation. Returns NotFound if
   // unknown.

@@ -118,6 +118,13 @@ void Master::Start(v1::MasterInfo info) {
     });
   };
   schedule_ping(schedule_ping);
+  auto schedule_heartbeat = [this](auto& self) -> void {
+    heartbeat_timer_ = loop_.PostAfter(options_.heartbeat_interval, [this, self]() mutable {
+      SendHeartbeats();
+      self(self);
+    });
+  };
+  schedule_heartbeat(schedule_heartbeat);
   Publish();
 }
 
@@ -203,7 +210,7 @@ void Master::Subscribe(const v1::SubscribeRequest& request, const StreamId& stre
   v1::Event::Subscribed* subscribed = event.mutable_subscribed();
   subscribed->set_framework_id(framework->id.value());
   subscribed->set_stream_id(stream.value());
-  subscribed->set_heartbeat_interval_seconds(15);
+  subscribed->set_heartbeat_interval_seconds(absl::ToDoubleSeconds(options_.heartbeat_interval));
   *subscribed->mutable_master_info() = info_;
   SendEvent(*framework, std::move(event));
   TriggerAllocation();
@@ -261,9 +268,22 @@ absl::StatusOr<Master::Framework*> Master::FindCaller(const v1::CallHeader& head
 }
 
 void Master::SendEvent(Framework& framework, v1::Event event) {
+  // Events for a disconnected scheduler are dropped (status updates are resent by agents until
+  // acknowledged) and take no sequence number, so numbers seen by schedulers have no gaps.
+  if (framework.outbox == nullptr) {
+    return;
+  }
   event.set_sequence(framework.next_sequence++);
-  if (framework.outbox != nullptr) {
-    framework.outbox->Send(std::move(event));
+  framework.outbox->Send(std::move(event));
+}
+
+void Master::SendHeartbeats() {
+  for (auto& [id, framework] : frameworks_) {
+    if (framework.outbox != nullptr) {
+      v1::Event event;
+      event.mutable_heartbeat();
+      SendEvent(framework, std::move(event));
+    }
   }
 }
 
@@ -1159,6 +1179,12 @@ void Master::Publish() {
   for (const auto& [id, offer] : offers_) {
     *state->add_offers() = offer.proto;
   }
+  auto& counters = *state->mutable_counters();
+  counters["invalid_accepts"] = counters_.invalid_accepts;
+  counters["offers_sent"] = counters_.offers_sent;
+  counters["offers_rescinded"] = counters_.offers_rescinded;
+  counters["tasks_launched"] = counters_.tasks_launched;
+  counters["status_updates"] = counters_.status_updates;
   absl::MutexLock lock(&snapshot_mu_);
   snapshot_ = std::move(state);
 }

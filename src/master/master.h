@@ -55,12 +55,15 @@ struct MasterOptions {
   // A disconnected agent whose link is not back within this long has its tasks reported
   // TASK_UNREACHABLE.
   absl::Duration agent_reregister_timeout = absl::Seconds(75);
+  // Connected schedulers get a HEARTBEAT event this often, so they can tell a quiet master
+  // from a lost connection.
+  absl::Duration heartbeat_interval = absl::Seconds(15);
   size_t max_completed_tasks = 1000;
   size_t max_completed_frameworks = 50;
   allocator::AllocatorOptions allocator;
 };
 
-// Counters exposed on the state snapshot.
+// Counters, published as State.counters.
 struct MasterCounters {
   int64_t invalid_accepts = 0;
   int64_t offers_sent = 0;
@@ -186,6 +189,7 @@ class Master {
   void AgentReregisterExpired(const AgentId& id);
   void SendToAgent(Agent& agent, v1::MasterMessage message);
   void PingAgents();
+  void SendHeartbeats();
   Framework& EnsureFramework(const v1::FrameworkInfo& info);
 
   // Offers.
@@ -222,6 +226,7 @@ class Master {
   bool publish_pending_ = false;
   std::optional<TimerId> allocation_timer_;
   std::optional<TimerId> ping_timer_;
+  std::optional<TimerId> heartbeat_timer_;
 
   mutable absl::Mutex snapshot_mu_;
   std::shared_ptr<const v1::State> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);

@@ -2,28 +2,13 @@
 // loop, so reads never queue behind writes.
 #include <string>
 
-#include "absl/strings/str_cat.h"
-#include "common/status_convert.h"
+#include "common/proto_json.h"
 #include "common/version.h"
-#include "google/protobuf/util/json_util.h"
 #include "master/master_daemon.h"
 #include "nlohmann/json.hpp"
 
 namespace rz::master {
 namespace {
-
-HttpResponse Json(const google::protobuf::Message& message) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  std::string body;
-  if (auto status = google::protobuf::util::MessageToJsonString(message, &body, options);
-      !status.ok()) {
-    return HttpResponse{.status = 500,
-                        .body = ErrorJson(absl::InternalError(absl::StrCat(
-                            "cannot render state: ", status.ToString())))};
-  }
-  return HttpResponse{.body = std::move(body)};
-}
 
 constexpr char kIndex[] = R"(<!doctype html>
 <html><head><meta charset="utf-8"><title>rechenzentrum master</title></head>
@@ -48,7 +33,7 @@ void RegisterMasterHttp(Master& master, HttpServer& http) {
   http.Get("/version", [](const HttpRequest&) {
     return HttpResponse{.body = nlohmann::json({{"version", kVersion}}).dump()};
   });
-  http.Get("/state", [&master](const HttpRequest&) { return Json(*master.snapshot()); });
+  http.Get("/state", [&master](const HttpRequest&) { return ProtoJsonResponse(*master.snapshot()); });
 }
 
 }  // namespace rz::master

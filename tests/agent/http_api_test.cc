@@ -72,8 +72,8 @@ TEST_F(HttpApiTest, StateServesTheSnapshotAsJson) {
   nlohmann::json state = nlohmann::json::parse(result->body);
   EXPECT_EQ(state["info"]["id"], "a1");
   EXPECT_EQ(state["registered"], false);  // Defaults are printed.
-  EXPECT_EQ(state["completedTasks"][0]["taskId"], "t1");
-  EXPECT_EQ(state["completedTasks"][0]["state"], "TASK_FINISHED");
+  EXPECT_EQ(state["completed_tasks"][0]["task_id"], "t1");
+  EXPECT_EQ(state["completed_tasks"][0]["state"], "TASK_FINISHED");
 }
 
 TEST_F(HttpApiTest, FilesReadReturnsTheRequestedBytes) {

@@ -55,6 +55,8 @@ class MasterTest : public ::testing::Test {
   static MasterOptions Options() {
     MasterOptions options;
     options.offer_timeout = absl::Seconds(30);
+    // Longer than any other timer these tests drive, so heartbeats stay out of their way.
+    options.heartbeat_interval = absl::Seconds(100);
     return options;
   }
   static v1::MasterInfo Info() {
@@ -206,6 +208,17 @@ TEST_F(MasterTest, EventsCarryIncreasingSequenceNumbers) {
   EXPECT_EQ(events[1].sequence(), 3u);
 }
 
+TEST_F(MasterTest, ConnectedSchedulersGetHeartbeats) {
+  Scheduler s = Subscribe();
+  loop_.AdvanceTime(absl::Seconds(99));
+  EXPECT_THAT(s.stream->Take(), IsEmpty());
+  loop_.AdvanceTime(absl::Seconds(1));
+  std::vector<v1::Event> events = s.stream->Take();
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_TRUE(events[0].has_heartbeat());
+  EXPECT_EQ(events[0].sequence(), 2u);
+}
+
 TEST_F(MasterTest, LaunchedTaskRunsFinishesAndCompletesOnAcknowledgement) {
   Agent agent = AddAgent("cpus:2;mem:1024");
   Scheduler s = Subscribe();
@@ -268,6 +281,7 @@ TEST_F(MasterTest, AcceptOfAnUnknownOfferDropsTheTasksWithAReason) {
   EXPECT_EQ(updates[0].source(), v1::TaskStatus::SOURCE_MASTER);
   EXPECT_THAT(updates[0].message(), HasSubstr("'no-such-offer'"));
   EXPECT_EQ(master_.counters().invalid_accepts, 1);
+  EXPECT_EQ(master_.snapshot()->counters().at("invalid_accepts"), 1);
   EXPECT_THAT(agent.stream->Take(), IsEmpty());
 }
 
