@@ -1,9 +1,9 @@
 #include "agent/agent.h"
 
-#include <signal.h>
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstring>
 #include <utility>
 #include <vector>

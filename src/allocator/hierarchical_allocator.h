@@ -28,13 +28,23 @@
 // (agent, framework) pairs are skipped through indexes, not probed one by one.
 #pragma once
 
+#include <regex.h>
+
 #include <cstdint>
+#include <deque>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "allocator/scalar_vector.h"
 #include "common/ids.h"
 #include "common/resources.h"
 
@@ -58,7 +68,9 @@ struct AttributeConstraint {
   enum class Op { kExists, kNotExists, kEquals, kNotEquals, kMatches };
   std::string attribute;
   Op op = Op::kExists;
-  std::string value;  // kEquals/kNotEquals: text; kMatches: an RE2-free ECMAScript regex.
+  // kEquals/kNotEquals: text; kMatches: a POSIX extended regex (regcomp REG_EXTENDED, no
+  // exceptions) that must match the whole value.
+  std::string value;
 };
 
 // Agent attributes by name, in text form.
@@ -81,6 +93,8 @@ struct FrameworkOptions {
 struct Quota {
   Resources guarantee;
   Resources limit;
+  // Scalar names limited to 0 (Resources drops zero amounts, so `limit` cannot say it).
+  std::vector<std::string> zero_limit;
 };
 
 // One offer the allocator decided to make.
@@ -105,8 +119,8 @@ struct RoleStats {
 };
 
 struct CycleStats {
-  int64_t cycle = 0;        // Cycles run so far.
-  int64_t offers = 0;       // Made in the last cycle.
+  int64_t cycle = 0;   // Cycles run so far.
+  int64_t offers = 0;  // Made in the last cycle.
   int64_t agents_considered = 0;
   int64_t active_filters = 0;
 };
@@ -157,8 +171,8 @@ class HierarchicalAllocator {
 
   // Counts `resources` on `agent` as allocated to `framework` in `role` (tasks found at agent
   // reregistration). NotFound for unknown ids; FailedPrecondition if not that much is free.
-  absl::Status AddUsed(const FrameworkId& framework, const AgentId& agent,
-                       const std::string& role, const Resources& resources);
+  absl::Status AddUsed(const FrameworkId& framework, const AgentId& agent, const std::string& role,
+                       const Resources& resources);
 
   // Offered resources now used by tasks: they stay allocated but no longer count toward the
   // framework's outstanding offers. Unknown ids are ignored.
@@ -204,7 +218,254 @@ class HierarchicalAllocator {
   Resources Allocated(const FrameworkId& framework) const;
 
  private:
-  // Implementation-defined members (no pimpl; see STYLE.md).
+  static constexpr uint32_t kNone = 0xffffffffu;
+  static constexpr uint32_t kRoot = 0;        // The role tree's root node (not a role).
+  static constexpr uint32_t kPseudo = kNone;  // Sorter id of a role's own frameworks.
+
+  // Position in a sorter: (share ÷ weight, allocation count, name). `id` is a role node, a
+  // pair or kPseudo; `name` points into stable storage (deques never move their elements).
+  struct SortKey {
+    double share = 0.0;
+    int64_t count = 0;
+    const std::string* name = nullptr;
+    uint32_t id = 0;
+    friend bool operator<(const SortKey& a, const SortKey& b) {
+      if (a.share != b.share) {
+        return a.share < b.share;
+      }
+      if (a.count != b.count) {
+        return a.count < b.count;
+      }
+      if (const int c = a.name->compare(*b.name); c != 0) {
+        return c < 0;
+      }
+      return a.id < b.id;
+    }
+  };
+
+  struct KindAmount {
+    uint32_t kind;
+    int64_t amount;
+  };
+
+  struct RoleNode {
+    std::string path;     // "" for the root.
+    std::string segment;  // Last path segment; sorts siblings.
+    uint32_t parent = kNone;
+    absl::flat_hash_map<std::string, uint32_t> children;  // By segment.
+    double weight = 1.0;
+    bool weight_set = false;
+    bool has_quota = false;
+    Quota quota;
+    std::vector<KindAmount> guarantee;  // By kind, quantities.
+    std::vector<KindAmount> limit;      // Kinds absent are unlimited.
+    ScalarVector alloc;        // Subtree: everything allocated, offers included (the share).
+    ScalarVector alloc_unres;  // Subtree: the unreserved part of `alloc`.
+    ScalarVector own_alloc;    // The role's own frameworks (its pseudo-child's share).
+    ScalarVector reserved;     // Subtree: reservations on all agents.
+    int64_t count = 0;         // Subtree allocation count.
+    int64_t own_count = 0;
+    int32_t candidates = 0;  // Candidate pairs in the subtree.
+    int32_t own_candidates = 0;
+    int32_t pairs = 0;  // Subscribed pairs of this role, in any state.
+    // Children with candidates, plus the pseudo-child when own_candidates > 0.
+    absl::btree_set<SortKey> children_sorter;
+    absl::btree_set<SortKey> framework_sorter;  // Own candidate pairs.
+    SortKey key;         // In the parent's children_sorter while candidates > 0.
+    SortKey pseudo_key;  // In children_sorter while own_candidates > 0.
+    int64_t last_offer_cycle = 0;
+  };
+
+  struct RegexDeleter {
+    void operator()(regex_t* regex) const;
+  };
+  struct CompiledConstraint {
+    std::string attribute;
+    AttributeConstraint::Op op = AttributeConstraint::Op::kExists;
+    std::string value;
+    std::unique_ptr<regex_t, RegexDeleter> regex;  // kMatches only.
+  };
+
+  struct Holding {
+    Resources resources;
+    int32_t outstanding = 0;  // Offers not yet recovered or marked used.
+  };
+
+  // A (framework, role) pair: the unit that sorters order and offers go to.
+  struct Pair {
+    uint32_t framework = kNone;
+    uint32_t role = kNone;
+    bool live = false;
+    bool subscribed = false;  // The role is among the framework's current roles.
+    bool suppressed = false;
+    bool candidate = false;  // In its role's framework_sorter.
+    ScalarVector alloc;
+    int64_t count = 0;
+    SortKey key;
+    absl::flat_hash_map<uint32_t, Holding> held;  // By agent.
+    bool has_min = false;
+    std::vector<ScalarVector> min;
+    std::vector<CompiledConstraint> constraints;
+  };
+
+  struct Framework {
+    FrameworkId id;
+    bool live = false;
+    bool active = true;
+    int max_outstanding = 0;
+    int outstanding = 0;
+    std::vector<std::pair<std::string, uint32_t>> pairs;  // Role path → pair.
+  };
+
+  struct FilterRecord {
+    uint32_t refused;  // Into refused_.
+    int64_t created_cycle;
+    int64_t expiry_ns;  // Unix nanoseconds.
+  };
+  struct AgentFilters {
+    absl::btree_multimap<uint32_t, FilterRecord> by_pair;
+    std::vector<uint64_t> has_bits;      // Pair has a filter here.
+    std::vector<uint64_t> blocked_bits;  // A filter holds the pair's whole offer from `snapshot`.
+    Resources snapshot;                  // Free resources `blocked_bits` were computed for.
+    bool snapshot_valid = false;
+    int64_t min_expiry_ns = 0;
+  };
+
+  struct Agent {
+    AgentId id;
+    bool live = false;
+    bool active = true;
+    Resources total;
+    Resources free;
+    Attributes attributes;
+    ScalarVector total_scalars;
+    ScalarVector free_unres;
+    std::vector<std::pair<uint32_t, ScalarVector>> free_reserved;  // Role node → free scalars.
+    std::vector<std::pair<uint32_t, ScalarVector>> reserved;       // Role node → reserved.
+    bool unres_nonscalar_free = false;
+    bool reserved_nonscalar_free = false;
+    std::vector<uint32_t> holders;  // Pairs holding something here.
+    uint64_t version = 1;           // Bumped whenever what a cycle could offer here changes.
+    uint64_t skip_version = 0;      // `version`/`epoch_` when every candidate was blocked.
+    uint64_t skip_epoch = 0;
+    std::unique_ptr<AgentFilters> filters;
+  };
+
+  struct Refused {
+    Resources resources;
+    std::string key;
+    int64_t refs = 0;
+  };
+
+  struct OfferPlan {
+    ScalarVector unres;  // Unreserved scalars to take (cut to limits and headroom).
+    ScalarVector total;  // `unres` plus the reserved scalars taken.
+    bool reserved = false;
+    bool nonscalar = false;
+  };
+
+  struct Visit;  // One agent's walk in a cycle (defined in the .cc).
+
+  // Registry and conversions.
+  uint32_t Kind(const std::string& name);
+  void SplitScalars(const Resources& resources, ScalarVector* unres, ScalarVector* all);
+  Resources ToResources(const ScalarVector& scalars) const;
+  double Share(const ScalarVector& allocated) const;
+  void RecomputeTotals();
+
+  // Roles.
+  uint32_t FindRole(const std::string& path) const;
+  uint32_t EnsureRole(const std::string& path);
+  bool IsAncestorOrSelf(uint32_t ancestor, uint32_t role) const;
+  ScalarVector Consumption(uint32_t role) const;
+  int64_t Unmet(const RoleNode& node, uint32_t kind) const;
+  bool HasUnmetGuarantee(const RoleNode& node) const;
+
+  // Sorters.
+  SortKey PairKey(uint32_t pair) const;
+  SortKey NodeKey(uint32_t node) const;
+  SortKey PseudoKey(uint32_t node) const;
+  void RekeyPair(uint32_t pair);
+  void RekeyChain(uint32_t role);
+  void SetCandidate(uint32_t pair, bool candidate);
+  void RefreshCandidates(uint32_t framework);
+  void RebuildSorters();
+
+  // Accounting.
+  void Account(uint32_t pair, const ScalarVector& unres, const ScalarVector& all, int sign);
+  void RefreshAgentFree(Agent& agent);
+  void ReturnToAgent(uint32_t agent, const Resources& resources);
+  void ChangeReserved(Agent& agent, const Resources& resources, int sign);
+  void EndOutstanding(uint32_t pair, Holding& holding);
+  void DropHolding(uint32_t pair, uint32_t agent);
+
+  // Frameworks.
+  absl::Status ValidateOptions(const FrameworkId& framework, const FrameworkOptions& options);
+  absl::StatusOr<std::vector<CompiledConstraint>> Compile(
+      const FrameworkId& framework, const std::vector<AttributeConstraint>& constraints);
+  void ApplyOptions(uint32_t framework, FrameworkOptions options);
+  absl::StatusOr<std::vector<uint32_t>> PairsFor(const FrameworkId& framework,
+                                                 const std::vector<std::string>& roles);
+  bool ConstraintsHold(const Pair& pair, const Agent& agent) const;
+
+  // Filters.
+  uint32_t Intern(const Resources& refused);
+  void Release(uint32_t refused);
+  void AddFilter(uint32_t agent, uint32_t pair, const Resources& refused, absl::Time expiry);
+  void ClearPairFilters(uint32_t pair);
+  void DropAgentFilters(Agent& agent);
+  void RecomputeBlocked(Agent& agent);
+  Resources MaxOffer(const Resources& free, uint32_t role) const;
+  bool FilterBlocks(const AgentFilters& filters, uint32_t pair, const Resources& offer) const;
+
+  // The cycle.
+  void PrepareAgent(Agent& agent, int64_t now_ns);
+  bool LimitedOut(uint32_t node) const;
+  bool Walk(uint32_t node, Visit& visit);
+  bool Try(uint32_t pair, Visit& visit);
+  bool Plan(uint32_t pair, const Visit& visit, OfferPlan* plan) const;
+  bool Allocatable(const Pair& pair, const OfferPlan& plan) const;
+  Resources BuildOffer(const Agent& agent, uint32_t role, const OfferPlan& plan, bool* whole);
+  void Offer(uint32_t pair, Visit& visit, const OfferPlan& plan);
+  void FinishAgent();
+  bool Exhausted(const Agent& agent) const;
+
+  const std::string pseudo_name_ = ".";
+  std::vector<ScalarVector> global_min_;
+  std::vector<bool> kind_excluded_;
+  absl::flat_hash_map<std::string, uint32_t> kind_index_;
+  std::vector<std::string> kind_names_;
+  std::vector<std::string> excluded_names_;
+
+  std::deque<RoleNode> roles_;
+  absl::flat_hash_map<std::string, uint32_t> role_index_;
+  std::deque<Pair> pairs_;
+  std::vector<uint32_t> free_pairs_;
+  std::deque<Framework> frameworks_;
+  std::vector<uint32_t> free_frameworks_;
+  absl::flat_hash_map<FrameworkId, uint32_t> framework_index_;
+  std::deque<Agent> agents_;
+  std::vector<uint32_t> free_agents_;
+  absl::btree_map<AgentId, uint32_t> agent_index_;  // Ordered: cycles visit agents by id.
+  std::vector<Refused> refused_;
+  std::vector<uint32_t> free_refused_;
+  absl::flat_hash_map<std::string, uint32_t> refused_index_;
+
+  ScalarVector total_;              // All agents' capacity.
+  std::vector<double> inv_total_;   // 1 / total per fair-share kind; 0 when excluded or empty.
+  ScalarVector free_unres_active_;  // Unreserved free on active agents (available headroom).
+  ScalarVector required_headroom_;  // Sum of unmet guarantees, during stage 2.
+  bool rekey_all_ = false;
+  uint64_t epoch_ = 1;         // Bumped whenever the set of candidate pairs changes.
+  int32_t min_overrides_ = 0;  // Pairs with their own minimum allocatable.
+  int64_t cycle_ = 0;
+  int64_t active_filters_ = 0;
+  CycleStats last_cycle_;
+
+  // Per-cycle scratch, kept to reuse its capacity.
+  std::vector<Allocation> result_;
+  absl::flat_hash_map<uint64_t, size_t> offered_;  // (agent, pair) → index in result_.
+  std::vector<uint32_t> touched_;
 };
 
 }  // namespace rz::allocator

@@ -1,6 +1,5 @@
 #include "cli/run_command.h"
 
-#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -243,7 +242,7 @@ class TaskRun {
         resources = FitInOffer(offer, request_, options_.role);
       }
       if (!resources.has_value()) {
-        declined.push_back(OfferId(offer.id()));
+        declined.emplace_back(offer.id());
         continue;
       }
       rz::v1::TaskInfo task;

@@ -20,7 +20,8 @@ class Id {
   bool empty() const { return value_.empty(); }
 
   friend bool operator==(const Id&, const Id&) = default;
-  friend auto operator<=>(const Id&, const Id&) = default;
+  // clang-tidy 14 mistakes the defaulted <=> for a literal-zero comparison.
+  friend auto operator<=>(const Id&, const Id&) = default;  // NOLINT(modernize-use-nullptr)
   template <typename H>
   friend H AbslHashValue(H state, const Id& id) {
     return H::combine(std::move(state), id.value_);

@@ -97,9 +97,7 @@ grpc::ServerWriteReactor<v1::Event>* SchedulerService::Subscribe(
   const StreamId id(NewUuid());
   std::shared_ptr<EventStream> stream = EventStream::Create(
       [this, id] { loop_.Post([this, id] { master_.SchedulerStreamClosed(id); }); });
-  loop_.Post([this, id, stream, request = *request] {
-    master_.Subscribe(request, id, stream);
-  });
+  loop_.Post([this, id, stream, request = *request] { master_.Subscribe(request, id, stream); });
   return stream.get();
 }
 
@@ -184,6 +182,33 @@ grpc::ServerUnaryReactor* OperatorService::GetHealth(grpc::CallbackServerContext
   response->set_version(master_.snapshot()->master().version());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::GetRoles(grpc::CallbackServerContext* context,
+                                                    const v1::GetRolesRequest* /*request*/,
+                                                    v1::Roles* response) {
+  *response = *master_.roles_snapshot();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::UpdateWeights(grpc::CallbackServerContext* context,
+                                                         const v1::UpdateWeightsRequest* request,
+                                                         v1::UpdateResponse* /*response*/) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  loop_.Post(
+      [this, request, reactor] { reactor->Finish(ToGrpcStatus(master_.UpdateWeights(*request))); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::UpdateQuota(grpc::CallbackServerContext* context,
+                                                       const v1::UpdateQuotaRequest* request,
+                                                       v1::UpdateResponse* /*response*/) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  loop_.Post(
+      [this, request, reactor] { reactor->Finish(ToGrpcStatus(master_.UpdateQuota(*request))); });
   return reactor;
 }
 

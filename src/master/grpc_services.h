@@ -51,8 +51,7 @@ class SchedulerService final : public v1::Scheduler::CallbackService {
 
  private:
   template <typename Request>
-  grpc::ServerUnaryReactor* PostCall(grpc::CallbackServerContext* context,
-                                     const Request* request,
+  grpc::ServerUnaryReactor* PostCall(grpc::CallbackServerContext* context, const Request* request,
                                      absl::Status (Master::*method)(const Request&));
 
   EventLoop& loop_;
@@ -73,7 +72,7 @@ class AgentLinkService final : public v1::AgentLink::CallbackService {
 
 class OperatorService final : public v1::Operator::CallbackService {
  public:
-  explicit OperatorService(Master& master) : master_(master) {}
+  OperatorService(EventLoop& loop, Master& master) : loop_(loop), master_(master) {}
 
   grpc::ServerUnaryReactor* GetState(grpc::CallbackServerContext* context,
                                      const v1::GetStateRequest* request,
@@ -81,8 +80,18 @@ class OperatorService final : public v1::Operator::CallbackService {
   grpc::ServerUnaryReactor* GetHealth(grpc::CallbackServerContext* context,
                                       const v1::GetHealthRequest* request,
                                       v1::Health* response) override;
+  grpc::ServerUnaryReactor* GetRoles(grpc::CallbackServerContext* context,
+                                     const v1::GetRolesRequest* request,
+                                     v1::Roles* response) override;
+  grpc::ServerUnaryReactor* UpdateWeights(grpc::CallbackServerContext* context,
+                                          const v1::UpdateWeightsRequest* request,
+                                          v1::UpdateResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateQuota(grpc::CallbackServerContext* context,
+                                        const v1::UpdateQuotaRequest* request,
+                                        v1::UpdateResponse* response) override;
 
  private:
+  EventLoop& loop_;
   Master& master_;
 };
 

@@ -5,13 +5,16 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
 #include "common/random_id.h"
 #include "common/resources_proto.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
+#include "master/allocator_adapter.h"
 
 namespace rz::master {
 namespace {
@@ -22,8 +25,7 @@ bool IsValidRole(const std::string& role) {
   if (role == kDefaultRole) {
     return true;
   }
-  if (role.empty() || role.size() > kMaxRoleLength || role.front() == '/' ||
-      role.back() == '/') {
+  if (role.empty() || role.size() > kMaxRoleLength || role.front() == '/' || role.back() == '/') {
     return false;
   }
   for (const absl::string_view segment : absl::StrSplit(role, '/')) {
@@ -40,26 +42,22 @@ bool IsValidRole(const std::string& role) {
 }
 
 absl::Status ValidateFrameworkInfo(const v1::FrameworkInfo& info) {
-  if (info.roles_size() > 1) {
-    return absl::InvalidArgumentError(
-        "frameworks with more than one role are not supported yet; give one role");
-  }
+  absl::btree_set<std::string> seen;
   for (const std::string& role : info.roles()) {
     if (!IsValidRole(role)) {
       return absl::InvalidArgumentError(absl::StrCat("invalid role '", role, "'"));
     }
+    if (!seen.insert(role).second) {
+      return absl::InvalidArgumentError(absl::StrCat("role '", role, "' is given twice"));
+    }
   }
   if (!(info.failover_timeout_seconds() >= 0) ||
       info.failover_timeout_seconds() > 365.0 * 24 * 3600) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid failover_timeout_seconds ", info.failover_timeout_seconds(),
-                     ": must be between 0 and one year"));
+    return absl::InvalidArgumentError(absl::StrCat("invalid failover_timeout_seconds ",
+                                                   info.failover_timeout_seconds(),
+                                                   ": must be between 0 and one year"));
   }
   return absl::OkStatus();
-}
-
-std::string RoleOf(const v1::FrameworkInfo& info) {
-  return info.roles().empty() ? std::string(kDefaultRole) : info.roles(0);
 }
 
 absl::Duration RefuseFor(const v1::Filters& filters, absl::Duration fallback) {
@@ -95,7 +93,8 @@ Master::Master(EventLoop& loop, MasterOptions options, v1::MasterInfo info)
       options_(options),
       info_(std::move(info)),
       allocator_(options.allocator),
-      snapshot_(std::make_shared<v1::State>()) {}
+      snapshot_(std::make_shared<v1::State>()),
+      roles_snapshot_(std::make_shared<v1::Roles>()) {}
 
 Master::~Master() = default;
 
@@ -136,8 +135,8 @@ void Master::Subscribe(const v1::SubscribeRequest& request, const StreamId& stre
   DCHECK(loop_.IsLoopThread());
   const v1::FrameworkInfo& info = request.framework_info();
   auto refuse = [&](const absl::Status& status) {
-    LOG(WARNING) << "refusing subscription of framework '" << info.id() << "' ("
-                 << info.name() << "): " << status.message();
+    LOG(WARNING) << "refusing subscription of framework '" << info.id() << "' (" << info.name()
+                 << "): " << status.message();
     v1::Event event;
     event.mutable_error()->set_message(std::string(status.message()));
     outbox->Send(std::move(event));
@@ -147,11 +146,15 @@ void Master::Subscribe(const v1::SubscribeRequest& request, const StreamId& stre
     refuse(status);
     return;
   }
+  absl::StatusOr<allocator::FrameworkOptions> options = ToFrameworkOptions(info, /*active=*/true);
+  if (!options.ok()) {
+    refuse(options.status());
+    return;
+  }
   if (!info.id().empty()) {
     for (const v1::FrameworkState& done : completed_frameworks_) {
       if (done.info().id() == info.id()) {
-        refuse(absl::NotFoundError(
-            absl::StrCat("framework '", info.id(), "' has been torn down")));
+        refuse(absl::NotFoundError(absl::StrCat("framework '", info.id(), "' has been torn down")));
         return;
       }
     }
@@ -162,15 +165,9 @@ void Master::Subscribe(const v1::SubscribeRequest& request, const StreamId& stre
   if (it != frameworks_.end()) {
     framework = &it->second;
     if (framework->info.principal() != info.principal()) {
-      refuse(absl::PermissionDeniedError(absl::StrCat(
-          "framework '", info.id(), "' cannot change its principal from '",
-          framework->info.principal(), "' to '", info.principal(), "'")));
-      return;
-    }
-    if (RoleOf(framework->info) != RoleOf(info)) {
-      refuse(absl::InvalidArgumentError(absl::StrCat(
-          "framework '", info.id(), "' cannot change its role from '", RoleOf(framework->info),
-          "' to '", RoleOf(info), "' yet")));
+      refuse(absl::PermissionDeniedError(
+          absl::StrCat("framework '", info.id(), "' cannot change its principal from '",
+                       framework->info.principal(), "' to '", info.principal(), "'")));
       return;
     }
     if (framework->outbox != nullptr) {
@@ -183,18 +180,20 @@ void Master::Subscribe(const v1::SubscribeRequest& request, const StreamId& stre
       framework_by_stream_.erase(framework->stream);
     }
     framework->info = info;
+    // Roles and offer filters may change on failover; allocations in dropped roles stay until
+    // their resources come back.
+    RZ_CHECK_OK(allocator_.UpdateFramework(framework->id, *options));
   } else {
     const FrameworkId id(info.id().empty() ? NewUuid() : info.id());
     Framework& created = frameworks_[id];
     created.id = id;
     created.info = info;
     created.info.set_id(id.value());
-    created.role = RoleOf(info);
     created.registered_time = loop_.clock().Now();
-    RZ_CHECK_OK(allocator_.AddFramework(id, created.role));
+    RZ_CHECK_OK(allocator_.AddFramework(id, *options));
     framework = &created;
-    LOG(INFO) << "framework '" << id.value() << "' (" << info.name() << ") subscribed in role '"
-              << created.role << "'";
+    LOG(INFO) << "framework '" << id.value() << "' (" << info.name() << ") subscribed in roles "
+              << absl::StrJoin(options->roles, ", ");
   }
 
   if (framework->failover_timer.has_value()) {
@@ -237,8 +236,7 @@ void Master::SchedulerStreamClosed(const StreamId& stream) {
   LOG(INFO) << "framework '" << framework.id.value() << "' disconnected; failover timeout "
             << timeout;
   const FrameworkId id = framework.id;
-  framework.failover_timer =
-      loop_.PostAfter(timeout, [this, id] { FrameworkFailoverExpired(id); });
+  framework.failover_timer = loop_.PostAfter(timeout, [this, id] { FrameworkFailoverExpired(id); });
   TriggerAllocation();
   PublishSoon();
 }
@@ -260,9 +258,9 @@ absl::StatusOr<Master::Framework*> Master::FindCaller(const v1::CallHeader& head
   }
   Framework& framework = it->second;
   if (framework.outbox == nullptr || framework.stream.value() != header.stream_id()) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("stream '", header.stream_id(), "' is not the current stream of framework '",
-                     header.framework_id(), "'"));
+    return absl::PermissionDeniedError(absl::StrCat("stream '", header.stream_id(),
+                                                    "' is not the current stream of framework '",
+                                                    header.framework_id(), "'"));
   }
   return &framework;
 }
@@ -363,8 +361,7 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
 
   if (!problem.empty()) {
     ++counters_.invalid_accepts;
-    LOG(WARNING) << "invalid ACCEPT from framework '" << framework->id.value()
-                 << "': " << problem;
+    LOG(WARNING) << "invalid ACCEPT from framework '" << framework->id.value() << "': " << problem;
     for (const v1::Operation& op : request.operations()) {
       for (const v1::TaskInfo& task : op.launch().tasks()) {
         SendUpdate(*framework, MasterStatus(framework->id, task.task_id(), task.agent_id(),
@@ -399,9 +396,12 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
       LaunchTask(*framework, agent, role, task, available);
     }
   }
+  // Either call ends the offer in the allocator's count of outstanding offers.
   if (!available.empty()) {
-    allocator_.Recover(framework->id, agent_id, available, loop_.clock().Now(),
+    allocator_.Recover(framework->id, agent_id, role, available, loop_.clock().Now(),
                        RefuseFor(request.filters(), options_.default_refuse));
+  } else {
+    allocator_.MarkUsed(framework->id, agent_id);
   }
   TriggerAllocation();
   PublishSoon();
@@ -455,6 +455,9 @@ void Master::LaunchTask(Framework& framework, Agent& agent, const std::string& r
   RZ_CHECK_OK(available.Subtract(*requested));
 
   task.set_agent_id(agent.id.value());
+  for (v1::Resource& resource : *task.mutable_resources()) {
+    resource.set_allocation_role(role);
+  }
   Task& entry = tasks_[key];
   entry.resources = *requested;
   v1::Task& proto = entry.proto;
@@ -503,7 +506,8 @@ absl::Status Master::Decline(const v1::DeclineRequest& request) {
 absl::Status Master::Revive(const v1::ReviveRequest& request) {
   DCHECK(loop_.IsLoopThread());
   RZ_ASSIGN_OR_RETURN(Framework * framework, FindCaller(request.header()));
-  RZ_RETURN_IF_ERROR(allocator_.Revive(framework->id));
+  RZ_RETURN_IF_ERROR(allocator_.Revive(
+      framework->id, std::vector<std::string>(request.roles().begin(), request.roles().end())));
   TriggerAllocation();
   return absl::OkStatus();
 }
@@ -511,7 +515,8 @@ absl::Status Master::Revive(const v1::ReviveRequest& request) {
 absl::Status Master::Suppress(const v1::SuppressRequest& request) {
   DCHECK(loop_.IsLoopThread());
   RZ_ASSIGN_OR_RETURN(Framework * framework, FindCaller(request.header()));
-  return allocator_.Suppress(framework->id);
+  return allocator_.Suppress(
+      framework->id, std::vector<std::string>(request.roles().begin(), request.roles().end()));
 }
 
 absl::Status Master::Kill(const v1::KillRequest& request) {
@@ -523,10 +528,9 @@ absl::Status Master::Kill(const v1::KillRequest& request) {
   auto it = tasks_.find(TaskKey(framework->id, TaskId(request.task_id())));
   if (it == tasks_.end() || it->second.terminal) {
     // Answer like a reconciliation so the scheduler learns the task's fate.
-    SendUpdate(*framework,
-               MasterStatus(framework->id, request.task_id(), request.agent_id(),
-                            v1::TASK_UNKNOWN, v1::TaskStatus::REASON_RECONCILIATION,
-                            absl::StrCat("task '", request.task_id(), "' is unknown")));
+    SendUpdate(*framework, MasterStatus(framework->id, request.task_id(), request.agent_id(),
+                                        v1::TASK_UNKNOWN, v1::TaskStatus::REASON_RECONCILIATION,
+                                        absl::StrCat("task '", request.task_id(), "' is unknown")));
     return absl::OkStatus();
   }
   Agent& agent = agents_.at(AgentId(it->second.proto.agent_id()));
@@ -551,8 +555,7 @@ absl::Status Master::Acknowledge(const v1::AcknowledgeRequest& request) {
   }
   const TaskKey key(framework->id, TaskId(request.task_id()));
   auto task_it = tasks_.find(key);
-  if (task_it != tasks_.end() &&
-      task_it->second.proto.latest_status().uuid() == request.uuid()) {
+  if (task_it != tasks_.end() && task_it->second.proto.latest_status().uuid() == request.uuid()) {
     task_it->second.proto.set_acknowledged_state(task_it->second.proto.state());
   }
   v1::MasterMessage message;
@@ -595,11 +598,10 @@ absl::Status Master::Reconcile(const v1::ReconcileRequest& request) {
       continue;
     }
     const bool agent_known = !ref.agent_id().empty() && agents_.contains(AgentId(ref.agent_id()));
-    SendUpdate(*framework,
-               MasterStatus(framework->id, ref.task_id(), ref.agent_id(),
-                            agent_known ? v1::TASK_GONE : v1::TASK_UNKNOWN,
-                            v1::TaskStatus::REASON_RECONCILIATION,
-                            absl::StrCat("task '", ref.task_id(), "' is not known")));
+    SendUpdate(*framework, MasterStatus(framework->id, ref.task_id(), ref.agent_id(),
+                                        agent_known ? v1::TASK_GONE : v1::TASK_UNKNOWN,
+                                        v1::TaskStatus::REASON_RECONCILIATION,
+                                        absl::StrCat("task '", ref.task_id(), "' is not known")));
   }
   return absl::OkStatus();
 }
@@ -638,10 +640,9 @@ void Master::RemoveFramework(Framework& framework, const std::string& why) {
   for (const TaskId& task_id : task_ids) {
     Task& task = tasks_.at(TaskKey(id, task_id));
     if (!task.terminal) {
-      v1::TaskStatus status =
-          MasterStatus(id, task_id.value(), task.proto.agent_id(), v1::TASK_KILLED,
-                       v1::TaskStatus::REASON_FRAMEWORK_REMOVED,
-                       absl::StrCat("framework removed: ", why));
+      v1::TaskStatus status = MasterStatus(
+          id, task_id.value(), task.proto.agent_id(), v1::TASK_KILLED,
+          v1::TaskStatus::REASON_FRAMEWORK_REMOVED, absl::StrCat("framework removed: ", why));
       UpdateTaskState(task, status);
     }
     CompleteTask(TaskKey(id, task_id));
@@ -671,6 +672,72 @@ void Master::RemoveFramework(Framework& framework, const std::string& why) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Operators
+
+absl::Status Master::UpdateWeights(const v1::UpdateWeightsRequest& request) {
+  DCHECK(loop_.IsLoopThread());
+  for (const v1::WeightInfo& weight : request.weights()) {
+    if (!IsValidRole(weight.role())) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid role '", weight.role(), "'"));
+    }
+    if (!(weight.weight() > 0) || weight.weight() > 1e9) {
+      return absl::InvalidArgumentError(absl::StrCat("weight of role '", weight.role(),
+                                                     "' must be positive, not ", weight.weight()));
+    }
+  }
+  for (const v1::WeightInfo& weight : request.weights()) {
+    RZ_CHECK_OK(allocator_.SetWeight(weight.role(), weight.weight()));
+    LOG(INFO) << "weight of role '" << weight.role() << "' set to " << weight.weight();
+  }
+  RescindAllOffers();
+  return absl::OkStatus();
+}
+
+absl::Status Master::UpdateQuota(const v1::UpdateQuotaRequest& request) {
+  DCHECK(loop_.IsLoopThread());
+  std::vector<std::pair<std::string, allocator::Quota>> quotas;
+  for (const v1::QuotaConfig& config : request.quotas()) {
+    if (!IsValidRole(config.role()) || config.role() == kDefaultRole) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid role '", config.role(), "' for quota"));
+    }
+    RZ_ASSIGN_OR_RETURN(allocator::Quota quota, ToQuota(config));
+    for (const ResourceEntry& guaranteed : quota.guarantee.entries()) {
+      bool limited = false;
+      for (const ResourceEntry& limit : quota.limit.entries()) {
+        limited = limited || limit.name == guaranteed.name;
+      }
+      if (limited &&
+          quota.guarantee.ScalarFixed(guaranteed.name) > quota.limit.ScalarFixed(guaranteed.name)) {
+        return absl::InvalidArgumentError(absl::StrCat("quota of role '", config.role(),
+                                                       "': guarantee of '", guaranteed.name,
+                                                       "' exceeds its limit"));
+      }
+    }
+    quotas.emplace_back(config.role(), std::move(quota));
+  }
+  for (const auto& [role, quota] : quotas) {
+    RZ_RETURN_IF_ERROR(allocator_.SetQuota(role, quota));
+    LOG(INFO) << "quota of role '" << role << "' set: guarantee " << quota.guarantee.ToString()
+              << ", limit " << quota.limit.ToString();
+  }
+  RescindAllOffers();
+  return absl::OkStatus();
+}
+
+void Master::RescindAllOffers() {
+  std::vector<OfferId> offers;
+  for (const auto& [id, offer] : offers_) {
+    offers.push_back(id);
+  }
+  for (const OfferId& id : offers) {
+    RemoveOffer(id, /*rescind=*/true, absl::ZeroDuration());
+  }
+  TriggerAllocation();
+  PublishSoon();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Agents
 
 void Master::HandleAgentMessage(const StreamId& link, const v1::AgentMessage& message,
@@ -679,8 +746,8 @@ void Master::HandleAgentMessage(const StreamId& link, const v1::AgentMessage& me
   auto by_link = agent_by_link_.find(link);
   if (by_link == agent_by_link_.end()) {
     if (!message.has_register_()) {
-      outbox->Close(absl::FailedPreconditionError(
-          "the first message on an agent link must be a register"));
+      outbox->Close(
+          absl::FailedPreconditionError("the first message on an agent link must be a register"));
       return;
     }
     if (absl::Status status = RegisterAgent(link, message.register_(), outbox); !status.ok()) {
@@ -719,15 +786,36 @@ Master::Framework& Master::EnsureFramework(const v1::FrameworkInfo& info) {
   Framework& framework = frameworks_[id];
   framework.id = id;
   framework.info = info;
-  framework.role = RoleOf(info);
   framework.registered_time = loop_.clock().Now();
-  RZ_CHECK_OK(allocator_.AddFramework(id, framework.role));
-  RZ_CHECK_OK(allocator_.SetFrameworkActive(id, false));
+  absl::StatusOr<allocator::FrameworkOptions> options = ToFrameworkOptions(info, /*active=*/false);
+  if (!options.ok()) {
+    // An agent's copy of the info is not to be trusted blindly: keep only roles.
+    LOG(WARNING) << "framework '" << id.value()
+                 << "' reported by an agent: " << options.status().message();
+    framework.info.clear_offer_filters();
+    options = ToFrameworkOptions(framework.info, /*active=*/false);
+  }
+  RZ_CHECK_OK(allocator_.AddFramework(id, *options));
   const absl::Duration timeout = absl::Seconds(std::max(0.0, info.failover_timeout_seconds()));
   framework.failover_deadline = loop_.clock().Now() + timeout;
-  framework.failover_timer =
-      loop_.PostAfter(timeout, [this, id] { FrameworkFailoverExpired(id); });
+  framework.failover_timer = loop_.PostAfter(timeout, [this, id] { FrameworkFailoverExpired(id); });
   return framework;
+}
+
+void Master::EnsureRole(Framework& framework, const std::string& role) {
+  const std::vector<std::string> roles = RolesOf(framework.info);
+  if (std::find(roles.begin(), roles.end(), role) != roles.end()) {
+    return;
+  }
+  if (framework.info.roles().empty()) {
+    framework.info.add_roles(kDefaultRole);
+  }
+  framework.info.add_roles(role);
+  absl::StatusOr<allocator::FrameworkOptions> options =
+      ToFrameworkOptions(framework.info, /*active=*/framework.outbox != nullptr);
+  if (options.ok()) {
+    RZ_CHECK_OK(allocator_.UpdateFramework(framework.id, *options));
+  }
 }
 
 absl::Status Master::RegisterAgent(const StreamId& link, const v1::AgentMessage::Register& reg,
@@ -738,9 +826,8 @@ absl::Status Master::RegisterAgent(const StreamId& link, const v1::AgentMessage:
   }
   absl::StatusOr<Resources> total = FromProto(info.resources());
   if (!total.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("agent '", info.hostname(), "' has invalid resources: ",
-                     total.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "agent '", info.hostname(), "' has invalid resources: ", total.status().message()));
   }
   if (total->empty()) {
     return absl::InvalidArgumentError(
@@ -754,9 +841,8 @@ absl::Status Master::RegisterAgent(const StreamId& link, const v1::AgentMessage:
     }
     absl::StatusOr<Resources> resources = FromProto(task.resources());
     if (!resources.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("task '", task.task_id(),
-                                                     "' has invalid resources: ",
-                                                     resources.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "task '", task.task_id(), "' has invalid resources: ", resources.status().message()));
     }
     if (!IsTerminal(task.state())) {
       used += *resources;
@@ -773,8 +859,8 @@ absl::Status Master::RegisterAgent(const StreamId& link, const v1::AgentMessage:
   auto existing = agents_.find(id);
   if (existing != agents_.end() && existing->second.outbox != nullptr) {
     // The agent reconnected before its old link was noticed dead.
-    LOG(INFO) << "agent '" << id.value() << "' replaces its link '"
-              << existing->second.link.value() << "'";
+    LOG(INFO) << "agent '" << id.value() << "' replaces its link '" << existing->second.link.value()
+              << "'";
     existing->second.outbox->Close(absl::AbortedError("agent reconnected on another link"));
     AgentDisconnected(existing->second);
   }
@@ -795,12 +881,12 @@ absl::Status Master::RegisterAgent(const StreamId& link, const v1::AgentMessage:
     agent.reregister_timer.reset();
   }
   agent_by_link_[link] = id;
-  RZ_CHECK_OK(allocator_.AddAgent(id, agent.total));
+  RZ_CHECK_OK(allocator_.AddAgent(id, agent.total, ToAttributes(info.attributes())));
 
   // Reconcile tasks: the agent's report wins for tasks it knows.
   absl::btree_set<TaskKey> reported;
   for (const v1::FrameworkInfo& framework_info : reg.frameworks()) {
-    if (!framework_info.id().empty()) {
+    if (!framework_info.id().empty() && ValidateFrameworkInfo(framework_info).ok()) {
       EnsureFramework(framework_info);
     }
   }
@@ -815,15 +901,28 @@ absl::Status Master::RegisterAgent(const StreamId& link, const v1::AgentMessage:
     const v1::TaskState acknowledged = task.proto.acknowledged_state();
     task.proto = reported_task;
     task.proto.set_agent_id(id.value());
-    task.proto.set_acknowledged_state(acknowledged == v1::TASK_STATE_UNSPECIFIED
-                                          ? reported_task.state()
-                                          : acknowledged);
+    task.proto.set_acknowledged_state(
+        acknowledged == v1::TASK_STATE_UNSPECIFIED ? reported_task.state() : acknowledged);
     task.resources = *FromProto(reported_task.resources());
     task.terminal = IsTerminal(reported_task.state());
+    // The allocation role travels on the task's resources (set at launch).
+    std::string role = reported_task.role();
+    if (role.empty() && reported_task.resources_size() > 0) {
+      role = reported_task.resources(0).allocation_role();
+    }
+    if (!IsValidRole(role)) {
+      role = kDefaultRole;
+    }
+    task.proto.set_role(role);
+    EnsureRole(framework, role);
     framework.tasks.insert(key.second);
     agent.tasks.insert(key);
     if (!task.terminal) {
-      RZ_CHECK_OK(allocator_.AddUsed(framework.id, id, task.resources));
+      if (absl::Status status = allocator_.AddUsed(framework.id, id, role, task.resources);
+          !status.ok()) {
+        LOG(WARNING) << "agent '" << id.value() << "' task '" << key.second.value()
+                     << "': " << status.message();
+      }
     }
     if (was_unreachable) {
       v1::TaskStatus status = reported_task.latest_status();
@@ -847,10 +946,9 @@ absl::Status Master::RegisterAgent(const StreamId& link, const v1::AgentMessage:
     if (task.terminal) {
       continue;
     }
-    v1::TaskStatus status =
-        MasterStatus(key.first, key.second.value(), id.value(), v1::TASK_DROPPED,
-                     v1::TaskStatus::REASON_RECONCILIATION,
-                     "task unknown to the agent at reregistration");
+    v1::TaskStatus status = MasterStatus(key.first, key.second.value(), id.value(),
+                                         v1::TASK_DROPPED, v1::TaskStatus::REASON_RECONCILIATION,
+                                         "task unknown to the agent at reregistration");
     status.set_source(v1::TaskStatus::SOURCE_AGENT);
     UpdateTaskState(task, status);
     if (auto f = frameworks_.find(key.first); f != frameworks_.end()) {
@@ -905,7 +1003,7 @@ void Master::UpdateTaskState(Task& task, const v1::TaskStatus& status) {
   task.terminal = IsTerminal(status.state());
   if (task.terminal && !was_terminal) {
     allocator_.Recover(FrameworkId(task.proto.framework_id()), AgentId(task.proto.agent_id()),
-                       task.resources, loop_.clock().Now());
+                       task.proto.role(), task.resources, loop_.clock().Now());
     TriggerAllocation();
   }
 }
@@ -943,8 +1041,7 @@ void Master::AgentLinkClosed(const StreamId& link) {
 }
 
 void Master::AgentDisconnected(Agent& agent) {
-  LOG(INFO) << "agent '" << agent.id.value() << "' (" << agent.info.hostname()
-            << ") disconnected";
+  LOG(INFO) << "agent '" << agent.id.value() << "' (" << agent.info.hostname() << ") disconnected";
   agent.outbox = nullptr;
   std::vector<OfferId> offers(agent.offers.begin(), agent.offers.end());
   for (const OfferId& offer : offers) {
@@ -1031,7 +1128,10 @@ void Master::TriggerAllocation() {
 void Master::RunAllocation() {
   DCHECK(loop_.IsLoopThread());
   allocation_pending_ = false;
-  std::vector<allocator::Allocation> allocations = allocator_.Allocate(loop_.clock().Now());
+  const absl::Time start = loop_.clock().Now();
+  std::vector<allocator::Allocation> allocations = allocator_.Allocate(start);
+  last_cycle_duration_ = loop_.clock().Now() - start;
+  PublishSoon();
   if (allocations.empty()) {
     return;
   }
@@ -1101,7 +1201,8 @@ void Master::RemoveOffer(const OfferId& id, bool rescind, absl::Duration refuse)
   if (auto agent = agents_.find(offer.agent); agent != agents_.end()) {
     agent->second.offers.erase(id);
   }
-  allocator_.Recover(offer.framework, offer.agent, offer.resources, loop_.clock().Now(), refuse);
+  allocator_.Recover(offer.framework, offer.agent, offer.role, offer.resources, loop_.clock().Now(),
+                     refuse);
   offers_.erase(it);
   PublishSoon();
 }
@@ -1179,7 +1280,41 @@ void Master::Publish() {
   for (const auto& [id, offer] : offers_) {
     *state->add_offers() = offer.proto;
   }
+  auto roles = std::make_shared<v1::Roles>();
+  absl::flat_hash_map<std::string, Resources> offered_by_role;
+  for (const auto& [id, offer] : offers_) {
+    offered_by_role[offer.role] += offer.resources;
+  }
+  absl::flat_hash_map<std::string, std::vector<std::string>> frameworks_by_role;
+  for (const auto& [id, framework] : frameworks_) {
+    for (const std::string& role : RolesOf(framework.info)) {
+      frameworks_by_role[role].push_back(id.value());
+    }
+  }
+  for (const allocator::RoleStats& stats : allocator_.Roles()) {
+    v1::RoleInfo* info = roles->add_roles();
+    ToRoleInfo(stats, info);
+    // Offers of the role's subtree.
+    Resources offered;
+    for (const auto& [role, resources] : offered_by_role) {
+      if (role == stats.role || absl::StartsWith(role, absl::StrCat(stats.role, "/"))) {
+        offered += resources;
+      }
+    }
+    ToProto(offered, info->mutable_offered());
+    if (auto f = frameworks_by_role.find(stats.role); f != frameworks_by_role.end()) {
+      for (const std::string& framework : f->second) {
+        info->add_frameworks(framework);
+      }
+    }
+  }
+  const allocator::CycleStats& cycle = allocator_.last_cycle();
+  roles->set_allocation_cycles(cycle.cycle);
+  roles->set_last_cycle_ms(absl::ToDoubleMilliseconds(last_cycle_duration_));
+  roles->set_active_filters(cycle.active_filters);
+
   auto& counters = *state->mutable_counters();
+  counters["allocation_cycles"] = cycle.cycle;
   counters["invalid_accepts"] = counters_.invalid_accepts;
   counters["offers_sent"] = counters_.offers_sent;
   counters["offers_rescinded"] = counters_.offers_rescinded;
@@ -1187,11 +1322,17 @@ void Master::Publish() {
   counters["status_updates"] = counters_.status_updates;
   absl::MutexLock lock(&snapshot_mu_);
   snapshot_ = std::move(state);
+  roles_snapshot_ = std::move(roles);
 }
 
 std::shared_ptr<const v1::State> Master::snapshot() const {
   absl::MutexLock lock(&snapshot_mu_);
   return snapshot_;
+}
+
+std::shared_ptr<const v1::Roles> Master::roles_snapshot() const {
+  absl::MutexLock lock(&snapshot_mu_);
+  return roles_snapshot_;
 }
 
 }  // namespace rz::master

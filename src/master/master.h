@@ -3,8 +3,8 @@
 // the right streams.
 //
 // Standalone only in this version: no registry, no leader election (the HA issue adds a
-// RegistryStore and a LeaderDetector in front of this class). The allocator is the skeleton
-// DRF allocator behind the interface the allocator issue fills in.
+// RegistryStore and a LeaderDetector in front of this class). Allocation is the hierarchical
+// DRF allocator (src/allocator); allocator_adapter.cc converts to and from its types.
 //
 // Thread rule: loop-only. Every public method except snapshot() must run on `loop`; transport
 // adapters (scheduler_service, agent_link_service, master_http) post to the loop and read
@@ -29,12 +29,13 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "allocator/drf_allocator.h"
+#include "allocator/hierarchical_allocator.h"
 #include "common/event_loop.h"
 #include "common/ids.h"
 #include "common/resources.h"
 #include "master/outbox.h"
 #include "rz/v1/agent.pb.h"
+#include "rz/v1/common.pb.h"
 #include "rz/v1/operator.pb.h"
 #include "rz/v1/scheduler.pb.h"
 
@@ -93,8 +94,7 @@ class Master {
   // with InvalidArgument (bad FrameworkInfo), PermissionDenied (changed principal) or
   // NotFound (the framework was torn down). A framework that is already connected fails over:
   // its old stream gets ERROR "framework failed over" and is closed.
-  void Subscribe(const v1::SubscribeRequest& request, const StreamId& stream,
-                 EventOutbox outbox);
+  void Subscribe(const v1::SubscribeRequest& request, const StreamId& stream, EventOutbox outbox);
   // The event stream `stream` ended (the scheduler disconnected or was failed over).
   void SchedulerStreamClosed(const StreamId& stream);
 
@@ -110,6 +110,13 @@ class Master {
   absl::Status Reconcile(const v1::ReconcileRequest& request);
   absl::Status Teardown(const v1::TeardownRequest& request);
 
+  // --- Operators -------------------------------------------------------------------------------
+
+  // Each applies all of its entries or none: InvalidArgument names the first bad one.
+  // Outstanding offers are rescinded so the next cycle follows the new policy.
+  absl::Status UpdateWeights(const v1::UpdateWeightsRequest& request);
+  absl::Status UpdateQuota(const v1::UpdateQuotaRequest& request);
+
   // --- Agents ----------------------------------------------------------------------------------
 
   // A message arrived on agent link `link`. The first message of a link must be a Register;
@@ -121,8 +128,9 @@ class Master {
 
   // --- Reads -----------------------------------------------------------------------------------
 
-  // The latest published state. Thread-safe; never blocks on the loop.
+  // The latest published state and role statistics. Thread-safe; never block on the loop.
   std::shared_ptr<const v1::State> snapshot() const;
+  std::shared_ptr<const v1::Roles> roles_snapshot() const;
 
   const MasterCounters& counters() const { return counters_; }
 
@@ -145,7 +153,6 @@ class Master {
   struct Framework {
     FrameworkId id;
     v1::FrameworkInfo info;
-    std::string role;
     StreamId stream;
     EventOutbox outbox;  // Null while disconnected.
     uint64_t next_sequence = 1;
@@ -178,8 +185,8 @@ class Master {
   v1::TaskStatus MasterStatus(const FrameworkId& framework, const std::string& task_id,
                               const std::string& agent_id, v1::TaskState state,
                               v1::TaskStatus::Reason reason, const std::string& message) const;
-  void LaunchTask(Framework& framework, Agent& agent, const std::string& role,
-                  v1::TaskInfo task, Resources& available);
+  void LaunchTask(Framework& framework, Agent& agent, const std::string& role, v1::TaskInfo task,
+                  Resources& available);
 
   // Agent side.
   absl::Status RegisterAgent(const StreamId& link, const v1::AgentMessage::Register& reg,
@@ -191,6 +198,10 @@ class Master {
   void PingAgents();
   void SendHeartbeats();
   Framework& EnsureFramework(const v1::FrameworkInfo& info);
+  // Adds `role` to a framework recovered from an agent's report if it lacks it.
+  void EnsureRole(Framework& framework, const std::string& role);
+  // Withdraws every outstanding offer (the allocation policy changed).
+  void RescindAllOffers();
 
   // Offers.
   void TriggerAllocation();
@@ -210,7 +221,8 @@ class Master {
   EventLoop& loop_;
   const MasterOptions options_;
   v1::MasterInfo info_;
-  allocator::DrfAllocator allocator_;
+  allocator::HierarchicalAllocator allocator_;
+  absl::Duration last_cycle_duration_;
   MasterCounters counters_;
 
   absl::btree_map<FrameworkId, Framework> frameworks_;
@@ -230,6 +242,7 @@ class Master {
 
   mutable absl::Mutex snapshot_mu_;
   std::shared_ptr<const v1::State> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
+  std::shared_ptr<const v1::Roles> roles_snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
 };
 
 // True for states after which a task never changes again.

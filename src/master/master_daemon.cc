@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/version.h"
@@ -32,7 +31,7 @@ absl::Status MasterDaemon::Start() {
   master_ = std::make_unique<Master>(loop_, options_.master, v1::MasterInfo());
   scheduler_service_ = std::make_unique<SchedulerService>(loop_, *master_);
   agent_link_service_ = std::make_unique<AgentLinkService>(loop_, *master_);
-  operator_service_ = std::make_unique<OperatorService>(*master_);
+  operator_service_ = std::make_unique<OperatorService>(loop_, *master_);
 
   grpc::ServerBuilder builder;
   int grpc_port = 0;
@@ -75,8 +74,8 @@ absl::Status MasterDaemon::Start() {
   loop_.Start();
   running_ = true;
 
-  LOG(INFO) << "rz-master " << kVersion << " serving gRPC on " << grpc_address_
-            << " and REST on " << http_address_;
+  LOG(INFO) << "rz-master " << kVersion << " serving gRPC on " << grpc_address_ << " and REST on "
+            << http_address_;
   if (!options_.endpoints_file.empty()) {
     nlohmann::json endpoints = {{"grpc", grpc_address_}, {"http", http_address_}};
     if (absl::Status status = WriteFileAtomically(options_.endpoints_file, endpoints.dump());

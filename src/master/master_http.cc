@@ -18,6 +18,7 @@ constexpr char kIndex[] = R"(<!doctype html>
 <li><a href="/health">/health</a></li>
 <li><a href="/version">/version</a></li>
 <li><a href="/state">/state</a></li>
+<li><a href="/roles">/roles</a></li>
 </ul></body></html>
 )";
 
@@ -33,7 +34,10 @@ void RegisterMasterHttp(Master& master, HttpServer& http) {
   http.Get("/version", [](const HttpRequest&) {
     return HttpResponse{.body = nlohmann::json({{"version", kVersion}}).dump()};
   });
-  http.Get("/state", [&master](const HttpRequest&) { return ProtoJsonResponse(*master.snapshot()); });
+  http.Get("/state",
+           [&master](const HttpRequest&) { return ProtoJsonResponse(*master.snapshot()); });
+  http.Get("/roles",
+           [&master](const HttpRequest&) { return ProtoJsonResponse(*master.roles_snapshot()); });
 }
 
 }  // namespace rz::master

@@ -69,7 +69,7 @@ absl::Status SchedulerClient::Subscribe(absl::Duration timeout) {
   return status;
 }
 
-void SchedulerClient::ReadEvents(rz::v1::SubscribeRequest request) {
+void SchedulerClient::ReadEvents(const rz::v1::SubscribeRequest& request) {
   std::unique_ptr<grpc::ClientReader<rz::v1::Event>> reader =
       stub_->Subscribe(stream_context_.get(), request);
   rz::v1::Event event;

@@ -116,7 +116,7 @@ class SchedulerClient {
   const std::string& master_address() const { return master_address_; }
 
  private:
-  void ReadEvents(rz::v1::SubscribeRequest request);
+  void ReadEvents(const rz::v1::SubscribeRequest& request);
   void Deliver(rz::v1::Event event);
   // The header for a unary call, or FailedPrecondition if not subscribed.
   absl::Status FillHeader(rz::v1::CallHeader* header) const;

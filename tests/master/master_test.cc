@@ -2,6 +2,7 @@
 // captured outboxes, time is a manual clock. No gRPC, no threads, no sleeps.
 #include "master/master.h"
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -113,8 +114,7 @@ class MasterTest : public ::testing::Test {
     request.mutable_framework_info()->set_failover_timeout_seconds(failover_timeout);
     master_.Subscribe(request, scheduler.stream_id, scheduler.stream);
     loop_.RunUntilIdle();
-    if (!scheduler.stream->messages.empty() &&
-        scheduler.stream->messages[0].has_subscribed()) {
+    if (!scheduler.stream->messages.empty() && scheduler.stream->messages[0].has_subscribed()) {
       scheduler.framework_id = scheduler.stream->messages[0].subscribed().framework_id();
       scheduler.stream->messages.erase(scheduler.stream->messages.begin());
     }
@@ -168,8 +168,8 @@ class MasterTest : public ::testing::Test {
     return status;
   }
 
-  void AgentUpdate(const Agent& agent, const std::string& framework_id,
-                   const std::string& task_id, v1::TaskState state, const std::string& uuid) {
+  void AgentUpdate(const Agent& agent, const std::string& framework_id, const std::string& task_id,
+                   v1::TaskState state, const std::string& uuid) {
     v1::AgentMessage message;
     v1::TaskStatus* status = message.mutable_status_update()->mutable_status();
     status->set_framework_id(framework_id);
@@ -498,6 +498,96 @@ TEST_F(MasterTest, AnAgentThatAnswersNoPingsIsDisconnected) {
   loop_.AdvanceTime(absl::Seconds(75));
   EXPECT_TRUE(agent.stream->closed);
   EXPECT_EQ(master_.snapshot()->agents(0).status(), v1::AgentState::DISCONNECTED);
+}
+
+TEST_F(MasterTest, AQuotaChangeRescindsOffersAndTheNextOnesRespectTheLimit) {
+  AddAgent("cpus:4;mem:1024");
+  Scheduler s = Subscribe("q");
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  ASSERT_THAT(offers, SizeIs(1));
+
+  v1::UpdateQuotaRequest request;
+  v1::QuotaConfig* config = request.add_quotas();
+  config->set_role("q");
+  ToProto(Res("cpus:1;mem:256"), config->mutable_limits());
+  ASSERT_TRUE(master_.UpdateQuota(request).ok());
+  loop_.RunUntilIdle();
+
+  std::vector<v1::Event> events = s.stream->Take();
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events[0].rescind().offer_id(), offers[0].id());
+  std::vector<v1::Offer> again = Offers(events);
+  ASSERT_THAT(again, SizeIs(1));
+  EXPECT_EQ(*FromProto(again[0].resources()), Res("cpus:1;mem:256"));
+
+  std::shared_ptr<const v1::Roles> roles = master_.roles_snapshot();
+  bool found = false;
+  for (const v1::RoleInfo& role : roles->roles()) {
+    if (role.role() == "q") {
+      found = true;
+      EXPECT_EQ(*FromProto(role.consumed()), Res("cpus:1;mem:256"));
+      EXPECT_EQ(*FromProto(role.offered()), Res("cpus:1;mem:256"));
+      EXPECT_THAT(role.frameworks(), ::testing::ElementsAre(s.framework_id));
+    }
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST_F(MasterTest, QuotaAndWeightUpdatesAreAllOrNothing) {
+  v1::UpdateQuotaRequest quota;
+  v1::QuotaConfig* good = quota.add_quotas();
+  good->set_role("a");
+  ToProto(Res("cpus:1"), good->mutable_limits());
+  v1::QuotaConfig* bad = quota.add_quotas();
+  bad->set_role("b");
+  ToProto(Res("cpus:2"), bad->mutable_guarantees());
+  ToProto(Res("cpus:1"), bad->mutable_limits());
+  absl::Status status = master_.UpdateQuota(quota);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("role 'b'"));
+  loop_.RunUntilIdle();
+  for (const v1::RoleInfo& role : master_.roles_snapshot()->roles()) {
+    EXPECT_NE(role.role(), "a") << "quota of 'a' was applied although 'b' was refused";
+  }
+
+  v1::UpdateWeightsRequest weights;
+  v1::WeightInfo* w = weights.add_weights();
+  w->set_role("a");
+  w->set_weight(2);
+  v1::WeightInfo* zero = weights.add_weights();
+  zero->set_role("b");
+  zero->set_weight(0);
+  status = master_.UpdateWeights(weights);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("'b'"));
+}
+
+TEST_F(MasterTest, AMultiRoleFrameworkGetsOneOfferPerRole) {
+  AddAgent("cpus:4;mem:1024");
+  v1::UpdateQuotaRequest request;
+  v1::QuotaConfig* config = request.add_quotas();
+  config->set_role("a");
+  ToProto(Res("cpus:1;mem:128"), config->mutable_limits());
+  ASSERT_TRUE(master_.UpdateQuota(request).ok());
+
+  auto stream = std::make_shared<SchedulerStream>();
+  v1::SubscribeRequest subscribe;
+  subscribe.mutable_framework_info()->set_name("multi");
+  subscribe.mutable_framework_info()->add_roles("a");
+  subscribe.mutable_framework_info()->add_roles("b");
+  master_.Subscribe(subscribe, StreamId("multi"), stream);
+  loop_.RunUntilIdle();
+  std::vector<v1::Offer> offers = Offers(stream->Take());
+  ASSERT_THAT(offers, SizeIs(2));
+  std::map<std::string, Resources> by_role;
+  for (const v1::Offer& offer : offers) {
+    by_role[offer.role()] = *FromProto(offer.resources());
+    for (const v1::Resource& resource : offer.resources()) {
+      EXPECT_EQ(resource.allocation_role(), offer.role());
+    }
+  }
+  EXPECT_EQ(by_role["a"], Res("cpus:1;mem:128"));
+  EXPECT_EQ(by_role["b"], Res("cpus:3;mem:896"));
 }
 
 TEST_F(MasterTest, InvalidFrameworkInfoIsRefusedWithAnError) {
