@@ -57,7 +57,7 @@ void* CountedAlloc(std::size_t size) {
 }
 
 void* CountedAlignedAlloc(std::size_t size, std::align_val_t align) {
-  const std::size_t alignment = static_cast<std::size_t>(align);
+  const auto alignment = static_cast<std::size_t>(align);
   // aligned_alloc wants a size that is a multiple of the alignment.
   const std::size_t rounded =
       (std::max<std::size_t>(size, 1) + alignment - 1) / alignment * alignment;
@@ -228,7 +228,7 @@ std::string Dims(int a, int b) { return absl::StrCat(a, "x", b); }
 std::vector<double> TimeCycles(benchmark::State& state, HierarchicalAllocator& allocator,
                                absl::Time& now, size_t& offers_per_cycle) {
   std::vector<double> times;
-  for (auto _ : state) {
+  for (auto _ : state) {  // NOLINT(clang-analyzer-deadcode.DeadStores)
     const auto start = std::chrono::steady_clock::now();
     std::vector<Allocation> offers = allocator.Allocate(now);
     const double ms = MillisSince(start);
@@ -254,7 +254,7 @@ void ReportCycle(benchmark::State& state, const std::string& name, const std::st
 
 // --- Shape 1: fresh cycle, every offer accepted ----------------------------------------------
 
-void BM_Fresh(benchmark::State& state, int agents, int frameworks, int roles) {
+void FreshCycle(benchmark::State& state, int agents, int frameworks, int roles) {
   const ClusterSpec spec = MakeSpec(agents, frameworks, roles);
   HierarchicalAllocator allocator;
   if (!Populate(state, spec, allocator)) {
@@ -280,7 +280,7 @@ void BM_Fresh(benchmark::State& state, int agents, int frameworks, int roles) {
 
 // --- Shape 2: everything declined with a long filter -----------------------------------------
 
-void BM_Decline(benchmark::State& state, int agents, int frameworks) {
+void DeclineCycle(benchmark::State& state, int agents, int frameworks) {
   const ClusterSpec spec = MakeSpec(agents, frameworks, 1);
   HierarchicalAllocator allocator;
   if (!Populate(state, spec, allocator)) {
@@ -338,7 +338,7 @@ void BM_Decline(benchmark::State& state, int agents, int frameworks) {
 
 // One framework per role "q<i>"; each role's quota is cpus:8;mem:2048, as a limit and (with
 // `guarantee`) also as a guarantee — the latter is Mesos 1.7's quota, which was both at once.
-void BM_Quota(benchmark::State& state, int agents, int roles, bool guarantee) {
+void QuotaCycle(benchmark::State& state, int agents, int roles, bool guarantee) {
   ClusterSpec spec = MakeSpec(agents, roles, 1);
   for (int i = 0; i < roles; ++i) {
     spec.framework_roles[i] = absl::StrCat("q", i);
@@ -382,7 +382,7 @@ void BM_Quota(benchmark::State& state, int agents, int roles, bool guarantee) {
 
 // --- Shape 4: adding agents one by one -------------------------------------------------------
 
-void BM_AddAgent(benchmark::State& state, int agents, int frameworks) {
+void AddAgents(benchmark::State& state, int agents, int frameworks) {
   const ClusterSpec spec = MakeSpec(agents, frameworks, 1);
   ClusterSpec frameworks_only = spec;
   frameworks_only.agents.clear();
@@ -390,7 +390,7 @@ void BM_AddAgent(benchmark::State& state, int agents, int frameworks) {
   std::vector<double> per_call_us;
   per_call_us.reserve(static_cast<size_t>(agents) * 8);
   // Manual time: only the AddAgent calls count, not building or destroying the allocator.
-  for (auto _ : state) {
+  for (auto _ : state) {  // NOLINT(clang-analyzer-deadcode.DeadStores)
     auto allocator = std::make_unique<HierarchicalAllocator>();
     if (!Populate(state, frameworks_only, *allocator)) {
       return;
@@ -428,7 +428,7 @@ void BM_AddAgent(benchmark::State& state, int agents, int frameworks) {
 
 // --- Shape 5: nearly everyone suppressed -----------------------------------------------------
 
-void BM_Suppress(benchmark::State& state, int agents, int frameworks, int unsuppressed) {
+void SuppressCycle(benchmark::State& state, int agents, int frameworks, int unsuppressed) {
   const ClusterSpec spec = MakeSpec(agents, frameworks, 1);
   HierarchicalAllocator allocator;
   if (!Populate(state, spec, allocator)) {
@@ -458,11 +458,11 @@ void BM_Suppress(benchmark::State& state, int agents, int frameworks, int unsupp
 
 // --- Memory -------------------------------------------------------------------------------------
 
-void BM_Memory(benchmark::State& state, int agents, int frameworks, int roles) {
+void AllocatorMemory(benchmark::State& state, int agents, int frameworks, int roles) {
   const ClusterSpec spec = MakeSpec(agents, frameworks, roles);
   double empty_mb = 0;
   double loaded_mb = 0;
-  for (auto _ : state) {
+  for (auto _ : state) {  // NOLINT(clang-analyzer-deadcode.DeadStores)
     const int64_t before = g_live_bytes.load();
     auto allocator = std::make_unique<HierarchicalAllocator>();
     if (!Populate(state, spec, *allocator)) {
@@ -503,7 +503,7 @@ void Register() {
         benchmark::RegisterBenchmark(
             absl::StrCat("fresh/agents:", agents, "/frameworks:", frameworks, "/roles:", roles)
                 .c_str(),
-            [=](benchmark::State& state) { BM_Fresh(state, agents, frameworks, roles); })
+            [=](benchmark::State& state) { FreshCycle(state, agents, frameworks, roles); })
             ->Iterations(cycles_for(agents))
             ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
@@ -516,7 +516,7 @@ void Register() {
     const int frameworks = shape.second;
     benchmark::RegisterBenchmark(
         absl::StrCat("decline/agents:", agents, "/frameworks:", frameworks).c_str(),
-        [=](benchmark::State& state) { BM_Decline(state, agents, frameworks); })
+        [=](benchmark::State& state) { DeclineCycle(state, agents, frameworks); })
         ->Iterations(15)
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond);
@@ -524,23 +524,25 @@ void Register() {
   for (bool guarantee : {true, false}) {
     benchmark::RegisterBenchmark(
         absl::StrCat(guarantee ? "quota" : "quota_limit_only", "/agents:3000/roles:3000").c_str(),
-        [=](benchmark::State& state) { BM_Quota(state, 3000, 3000, guarantee); })
+        [=](benchmark::State& state) { QuotaCycle(state, 3000, 3000, guarantee); })
         ->Iterations(5)
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond);
   }
   benchmark::RegisterBenchmark("add_agent/agents:10000/frameworks:1000",
-                               [](benchmark::State& state) { BM_AddAgent(state, 10000, 1000); })
+                               [](benchmark::State& state) { AddAgents(state, 10000, 1000); })
       ->Iterations(5)
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("suppress/agents:10000/frameworks:1000/unsuppressed:10",
-                               [](benchmark::State& state) { BM_Suppress(state, 10000, 1000, 10); })
+  benchmark::RegisterBenchmark(
+      "suppress/agents:10000/frameworks:1000/unsuppressed:10",
+      [](benchmark::State& state) { SuppressCycle(state, 10000, 1000, 10); })
       ->Iterations(9)
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("memory/agents:50000/frameworks:5000/roles:100",
-                               [](benchmark::State& state) { BM_Memory(state, 50000, 5000, 100); })
+  benchmark::RegisterBenchmark(
+      "memory/agents:50000/frameworks:5000/roles:100",
+      [](benchmark::State& state) { AllocatorMemory(state, 50000, 5000, 100); })
       ->Iterations(1)
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond);

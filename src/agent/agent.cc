@@ -102,6 +102,11 @@ rz::v1::AgentInfo Agent::Info() const {
   info.set_hostname(options_.hostname);
   info.set_http_address(options_.http_address);
   ToProto(options_.resources, info.mutable_resources());
+  for (const auto& [name, value] : options_.attributes) {
+    rz::v1::Attribute* attribute = info.add_attributes();
+    attribute->set_name(name);
+    attribute->set_text(value);
+  }
   info.set_version(options_.version);
   return info;
 }

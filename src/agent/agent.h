@@ -45,6 +45,8 @@ struct AgentOptions {
   std::string master_address;  // host:port, for /state.
   std::string work_dir;
   Resources resources;
+  // Text attributes (e.g. rack, zone) schedulers can constrain offers on.
+  std::vector<std::pair<std::string, std::string>> attributes;
   std::string version;
   absl::Duration default_kill_grace_period = absl::Seconds(3);
   absl::Duration status_update_retry_initial = absl::Seconds(1);

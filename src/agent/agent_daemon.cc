@@ -48,6 +48,7 @@ absl::Status AgentDaemon::Start() {
                    .master_address = options_.master,
                    .work_dir = options_.work_dir,
                    .resources = options_.resources,
+                   .attributes = options_.attributes,
                    .version = kVersion,
                    .default_kill_grace_period = options_.default_kill_grace_period},
       loop_, launcher_,
@@ -60,8 +61,8 @@ absl::Status AgentDaemon::Start() {
                 .on_disconnected = [this] { agent_->OnMasterDisconnected(); }});
   running_ = true;
   LOG(INFO) << "rz-agent " << kVersion << " serving " << http_address_ << " (work dir "
-            << options_.work_dir << ", resources " << options_.resources.ToString()
-            << "), master " << options_.master;
+            << options_.work_dir << ", resources " << options_.resources.ToString() << "), master "
+            << options_.master;
 
   if (!options_.endpoints_file.empty()) {
     const nlohmann::json endpoints = {{"http", http_address_}};

@@ -28,6 +28,7 @@ struct AgentDaemonOptions {
   int http_port = 5081;                   // 0 picks a free port.
   std::string work_dir;                   // Must exist; canonical.
   Resources resources;                    // What the agent offers.
+  std::vector<std::pair<std::string, std::string>> attributes;  // Text attributes.
   absl::Duration default_kill_grace_period = absl::Seconds(3);
   absl::Duration registration_backoff_max = absl::Seconds(10);
   // If set, {"http": "http://HOST:PORT"} is written here (atomically) once serving.

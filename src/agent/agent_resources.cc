@@ -10,7 +10,10 @@
 #include <string_view>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/resources_proto.h"
 #include "glog/logging.h"
 
@@ -73,6 +76,39 @@ absl::StatusOr<Resources> ResolveResources(const std::string& flag, const Resour
     }
   }
   return resolved;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseAttributes(
+    const std::string& text) {
+  std::vector<std::pair<std::string, std::string>> attributes;
+  for (absl::string_view entry : absl::StrSplit(text, ';', absl::SkipWhitespace())) {
+    entry = absl::StripAsciiWhitespace(entry);
+    const size_t colon = entry.find(':');
+    if (colon == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("--attributes: missing ':' in '", entry, "'"));
+    }
+    const absl::string_view name = absl::StripAsciiWhitespace(entry.substr(0, colon));
+    const absl::string_view value = absl::StripAsciiWhitespace(entry.substr(colon + 1));
+    const bool name_ok = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+      return absl::ascii_isalnum(c) || c == '_' || c == '.' || c == '-';
+    });
+    if (!name_ok) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--attributes: invalid attribute name '", name, "'"));
+    }
+    if (value.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--attributes: attribute '", name, "' has no value"));
+    }
+    for (const auto& [existing, unused] : attributes) {
+      if (existing == name) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--attributes: attribute '", name, "' is given twice"));
+      }
+    }
+    attributes.emplace_back(std::string(name), std::string(value));
+  }
+  return attributes;
 }
 
 }  // namespace rz::agent

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/resources.h"
@@ -30,5 +32,10 @@ Resources DefaultResources(const MachineInfo& machine);
 // adds every resource of `detected` whose name the flag does not mention. An empty flag yields
 // `detected`. Returns InvalidArgument "--resources: <problem>" naming the bad token.
 absl::StatusOr<Resources> ResolveResources(const std::string& flag, const Resources& detected);
+
+// Parses --attributes: `name:value;name:value`. Names are [A-Za-z0-9_.-]+, values are
+// non-empty and contain no ';'. InvalidArgument names the bad entry.
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseAttributes(
+    const std::string& text);
 
 }  // namespace rz::agent

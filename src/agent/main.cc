@@ -29,6 +29,8 @@ ABSL_FLAG(std::string, work_dir, "/var/lib/rz/agent", "directory for sandboxes (
 ABSL_FLAG(std::string, resources, "",
           "resources to offer, text (cpus:4;mem:2048;ports:[31000-32000]) or JSON; names not "
           "given are detected");
+ABSL_FLAG(std::string, attributes, "",
+          "text attributes schedulers can constrain offers on, e.g. rack:r1;zone:eu-1");
 ABSL_FLAG(absl::Duration, default_kill_grace_period, absl::Seconds(3),
           "time between SIGTERM and SIGKILL when a kill names no grace period");
 ABSL_FLAG(std::string, endpoints_file, "",
@@ -79,20 +81,25 @@ int main(int argc, char** argv) {
   if (!resources.ok()) {
     Die(std::string(resources.status().message()));
   }
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> attributes =
+      rz::agent::ParseAttributes(absl::GetFlag(FLAGS_attributes));
+  if (!attributes.ok()) {
+    Die(std::string(attributes.status().message()));
+  }
   if (absl::GetFlag(FLAGS_http_port) < 0 || absl::GetFlag(FLAGS_http_port) > 65535) {
     Die(absl::StrCat("--http_port: invalid port ", absl::GetFlag(FLAGS_http_port)));
   }
-  rz::agent::AgentDaemon daemon({.master = absl::GetFlag(FLAGS_master),
-                                 .ip = absl::GetFlag(FLAGS_ip),
-                                 .hostname = absl::GetFlag(FLAGS_hostname),
-                                 .http_port = absl::GetFlag(FLAGS_http_port),
-                                 .work_dir = work_dir,
-                                 .resources = *resources,
-                                 .default_kill_grace_period =
-                                     absl::GetFlag(FLAGS_default_kill_grace_period),
-                                 .registration_backoff_max =
-                                     absl::GetFlag(FLAGS_registration_backoff_max),
-                                 .endpoints_file = absl::GetFlag(FLAGS_endpoints_file)});
+  rz::agent::AgentDaemon daemon(
+      {.master = absl::GetFlag(FLAGS_master),
+       .ip = absl::GetFlag(FLAGS_ip),
+       .hostname = absl::GetFlag(FLAGS_hostname),
+       .http_port = absl::GetFlag(FLAGS_http_port),
+       .work_dir = work_dir,
+       .resources = *resources,
+       .attributes = *attributes,
+       .default_kill_grace_period = absl::GetFlag(FLAGS_default_kill_grace_period),
+       .registration_backoff_max = absl::GetFlag(FLAGS_registration_backoff_max),
+       .endpoints_file = absl::GetFlag(FLAGS_endpoints_file)});
   if (absl::Status status = daemon.Start(); !status.ok()) {
     Die(std::string(status.message()));
   }

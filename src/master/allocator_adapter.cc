@@ -172,6 +172,11 @@ void ToRoleInfo(const allocator::RoleStats& stats, v1::RoleInfo* out) {
   out->mutable_quota()->set_role(stats.role);
   ToProto(stats.quota.guarantee, out->mutable_quota()->mutable_guarantees());
   ToProto(stats.quota.limit, out->mutable_quota()->mutable_limits());
+  for (const std::string& name : stats.quota.zero_limit) {
+    v1::Resource* zero = out->mutable_quota()->add_limits();
+    zero->set_name(name);
+    zero->set_scalar(0);
+  }
   out->set_cycles_since_last_offer(stats.cycles_since_last_offer);
 }
 

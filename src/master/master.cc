@@ -51,6 +51,9 @@ absl::Status ValidateFrameworkInfo(const v1::FrameworkInfo& info) {
       return absl::InvalidArgumentError(absl::StrCat("role '", role, "' is given twice"));
     }
   }
+  if (info.max_outstanding_offers() < 0) {
+    return absl::InvalidArgumentError("max_outstanding_offers must not be negative");
+  }
   if (!(info.failover_timeout_seconds() >= 0) ||
       info.failover_timeout_seconds() > 365.0 * 24 * 3600) {
     return absl::InvalidArgumentError(absl::StrCat("invalid failover_timeout_seconds ",
@@ -181,8 +184,10 @@ void Master::Subscribe(const v1::SubscribeRequest& request, const StreamId& stre
     }
     framework->info = info;
     // Roles and offer filters may change on failover; allocations in dropped roles stay until
-    // their resources come back.
+    // their resources come back. A new scheduler instance starts unsuppressed and unfiltered:
+    // it cannot know what its predecessor asked for.
     RZ_CHECK_OK(allocator_.UpdateFramework(framework->id, *options));
+    RZ_CHECK_OK(allocator_.Revive(framework->id));
   } else {
     const FrameworkId id(info.id().empty() ? NewUuid() : info.id());
     Framework& created = frameworks_[id];
@@ -681,8 +686,8 @@ absl::Status Master::UpdateWeights(const v1::UpdateWeightsRequest& request) {
       return absl::InvalidArgumentError(absl::StrCat("invalid role '", weight.role(), "'"));
     }
     if (!(weight.weight() > 0) || weight.weight() > 1e9) {
-      return absl::InvalidArgumentError(absl::StrCat("weight of role '", weight.role(),
-                                                     "' must be positive, not ", weight.weight()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "weight of role '", weight.role(), "' must be in (0, 1e9], not ", weight.weight()));
     }
   }
   for (const v1::WeightInfo& weight : request.weights()) {
@@ -703,7 +708,8 @@ absl::Status Master::UpdateQuota(const v1::UpdateQuotaRequest& request) {
     }
     RZ_ASSIGN_OR_RETURN(allocator::Quota quota, ToQuota(config));
     for (const ResourceEntry& guaranteed : quota.guarantee.entries()) {
-      bool limited = false;
+      bool limited = std::find(quota.zero_limit.begin(), quota.zero_limit.end(), guaranteed.name) !=
+                     quota.zero_limit.end();
       for (const ResourceEntry& limit : quota.limit.entries()) {
         limited = limited || limit.name == guaranteed.name;
       }
@@ -793,7 +799,9 @@ Master::Framework& Master::EnsureFramework(const v1::FrameworkInfo& info) {
     LOG(WARNING) << "framework '" << id.value()
                  << "' reported by an agent: " << options.status().message();
     framework.info.clear_offer_filters();
+    framework.info.set_max_outstanding_offers(0);
     options = ToFrameworkOptions(framework.info, /*active=*/false);
+    RZ_CHECK_OK(options.status());  // Roles were validated; nothing else is left to fail.
   }
   RZ_CHECK_OK(allocator_.AddFramework(id, *options));
   const absl::Duration timeout = absl::Seconds(std::max(0.0, info.failover_timeout_seconds()));

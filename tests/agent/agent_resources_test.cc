@@ -1,5 +1,6 @@
 #include "agent/agent_resources.h"
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace rz::agent {
@@ -48,6 +49,30 @@ TEST(AgentResourcesTest, DetectMachineReadsThisMachine) {
   EXPECT_GE(machine->cpus, 1);
   EXPECT_GT(machine->memory_mb, 0u);
   EXPECT_FALSE(DetectMachine("/no/such/dir/rz").ok());
+}
+
+}  // namespace
+}  // namespace rz::agent
+
+namespace rz::agent {
+namespace {
+
+TEST(AgentAttributesTest, ParsesNameValuePairs) {
+  auto attributes = ParseAttributes("rack:r1; zone:eu-1");
+  ASSERT_TRUE(attributes.ok()) << attributes.status();
+  ASSERT_EQ(attributes->size(), 2u);
+  EXPECT_EQ((*attributes)[0], std::make_pair(std::string("rack"), std::string("r1")));
+  EXPECT_EQ((*attributes)[1], std::make_pair(std::string("zone"), std::string("eu-1")));
+  EXPECT_TRUE(ParseAttributes("")->empty());
+}
+
+TEST(AgentAttributesTest, RejectsMalformedEntriesNamingThem) {
+  for (const char* bad : {"rack", "ra ck:1", "rack:", "rack:1;rack:2", ":x"}) {
+    auto attributes = ParseAttributes(bad);
+    EXPECT_EQ(attributes.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(attributes.status().message()), ::testing::HasSubstr("--attributes"))
+        << bad;
+  }
 }
 
 }  // namespace

@@ -57,6 +57,7 @@
 //                    (as for DrfOrder) in a role, that got no offer on that agent in that role.
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
@@ -155,6 +156,7 @@ std::map<std::pair<std::string, std::string>, int64_t> ScalarEntries(const Resou
 
 std::string Describe(const std::map<std::pair<std::string, std::string>, int64_t>& m) {
   std::vector<std::string> parts;
+  parts.reserve(m.size());
   for (const auto& [key, value] : m) {
     parts.push_back(absl::StrCat(key.first, "(", key.second, "):", FromFixed(value)));
   }
@@ -274,7 +276,7 @@ class SequenceRun {
 
   // --- Reporting ------------------------------------------------------------------------------
 
-  void Log(std::string op) {
+  void Log(const std::string& op) {
     ops_.push_back(absl::StrCat("  [", step_, "] ", op));
     if (ops_.size() > 14) {
       ops_.pop_front();
@@ -453,7 +455,8 @@ class SequenceRun {
     double share = 0;
     for (int k = 0; k < kKinds; ++k) {
       if (total_all[k] > 0) {
-        share = std::max(share, static_cast<double>(s.unreserved[k]) / total_all[k]);
+        share = std::max(share,
+                         static_cast<double>(s.unreserved[k]) / static_cast<double>(total_all[k]));
       }
     }
     return share;
@@ -468,7 +471,7 @@ class SequenceRun {
       if (total_small[k] <= 0) {
         return std::numeric_limits<double>::infinity();
       }
-      share = std::max(share, static_cast<double>(s.all[k]) / total_small[k]);
+      share = std::max(share, static_cast<double>(s.all[k]) / static_cast<double>(total_small[k]));
     }
     return share;
   }
@@ -654,9 +657,9 @@ class SequenceRun {
     const std::string role = Pick(QuotaRoles());
     Quota quota;
     if (!Chance(20)) {
-      static const int64_t kCpus[] = {1, 2, 3, 6, 12};
-      static const int64_t kMem[] = {256, 1024, 4096};
-      static const int64_t kDisk[] = {500, 3000};
+      constexpr double kCpus[] = {1, 2, 3, 6, 12};
+      constexpr double kMem[] = {256, 1024, 4096};
+      constexpr double kDisk[] = {500, 3000};
       const bool cpus = Chance(70);
       const bool mem = Chance(60) || !cpus;
       const bool disk = Chance(20);
@@ -671,10 +674,10 @@ class SequenceRun {
       }
       // Resources drops zero amounts, so a zero limit goes in `zero_limit`.
       if (!cpus && Chance(30)) {
-        quota.zero_limit.push_back("cpus");
+        quota.zero_limit.emplace_back("cpus");
       }
       if (!disk && Chance(10)) {
-        quota.zero_limit.push_back("disk");
+        quota.zero_limit.emplace_back("disk");
       }
       if (Chance(50)) {
         for (const ResourceEntry& e : quota.limit.entries()) {
@@ -766,7 +769,7 @@ class SequenceRun {
 
   void SetWeight() {
     const std::string role = Pick(WeightRoles());
-    static const double kWeights[] = {0.5, 1, 2, 3};
+    constexpr double kWeights[] = {0.5, 1, 2, 3};
     const double weight = kWeights[Uniform(4)];
     Log(absl::StrCat("SetWeight(", role, ", ", weight, ")"));
     ExpectOk(allocator_.SetWeight(role, weight), "SetWeight");
@@ -1081,8 +1084,9 @@ class SequenceRun {
             while (r_path[k] == s_path[k]) {
               ++k;
             }
-            a_node = absl::StrJoin(r_path.begin(), r_path.begin() + k + 1, "/");
-            b_node = absl::StrJoin(s_path.begin(), s_path.begin() + k + 1, "/");
+            const auto depth = static_cast<std::ptrdiff_t>(k + 1);
+            a_node = absl::StrJoin(r_path.begin(), r_path.begin() + depth, "/");
+            b_node = absl::StrJoin(s_path.begin(), s_path.begin() + depth, "/");
           }
           // Did g's side get anything on this agent this cycle? Then it may well have come
           // first; nothing to compare.
@@ -1227,7 +1231,8 @@ class SequenceRun {
 
 // RZ_PROPERTY_SEEDS=N runs seeds 1..N instead (for a longer hunt); the default stays fast.
 int SeedCount() {
-  const char* env = std::getenv("RZ_PROPERTY_SEEDS");
+  // Read before any thread exists.
+  const char* env = std::getenv("RZ_PROPERTY_SEEDS");  // NOLINT(concurrency-mt-unsafe)
   return env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : kSeeds;
 }
 

@@ -562,6 +562,69 @@ TEST_F(MasterTest, QuotaAndWeightUpdatesAreAllOrNothing) {
   EXPECT_THAT(std::string(status.message()), HasSubstr("'b'"));
 }
 
+TEST_F(MasterTest, AZeroLimitIsHonouredAndShown) {
+  AddAgent("cpus:2;mem:1024");
+  v1::UpdateQuotaRequest request;
+  v1::QuotaConfig* config = request.add_quotas();
+  config->set_role("q");
+  v1::Resource* cpus = config->add_limits();
+  cpus->set_name("cpus");
+  cpus->set_scalar(0);
+  v1::Resource* mem = config->add_limits();
+  mem->set_name("mem");
+  mem->set_scalar(0);
+  ASSERT_TRUE(master_.UpdateQuota(request).ok());
+  Scheduler q = Subscribe("q");
+  EXPECT_THAT(Offers(q.stream->Take()), IsEmpty());
+  loop_.RunUntilIdle();
+  bool found = false;
+  for (const v1::RoleInfo& role : master_.roles_snapshot()->roles()) {
+    if (role.role() == "q") {
+      found = true;
+      ASSERT_EQ(role.quota().limits_size(), 2);
+      EXPECT_EQ(role.quota().limits(0).scalar(), 0);
+    }
+  }
+  EXPECT_TRUE(found);
+
+  // A guarantee above a zero limit is refused before anything is applied.
+  v1::UpdateQuotaRequest bad;
+  v1::QuotaConfig* other = bad.add_quotas();
+  other->set_role("other");
+  ToProto(Res("cpus:1"), other->mutable_guarantees());
+  v1::QuotaConfig* zero = bad.add_quotas();
+  zero->set_role("z");
+  ToProto(Res("cpus:1"), zero->mutable_guarantees());
+  v1::Resource* none = zero->add_limits();
+  none->set_name("cpus");
+  none->set_scalar(0);
+  EXPECT_EQ(master_.UpdateQuota(bad).code(), absl::StatusCode::kInvalidArgument);
+  loop_.RunUntilIdle();
+  for (const v1::RoleInfo& role : master_.roles_snapshot()->roles()) {
+    EXPECT_NE(role.role(), "other");
+  }
+}
+
+TEST_F(MasterTest, AResubscribingSchedulerStartsUnsuppressed) {
+  AddAgent("cpus:1;mem:512");
+  Scheduler first = Subscribe("*", "", 60);
+  std::vector<v1::Offer> offers = Offers(first.stream->Take());
+  ASSERT_THAT(offers, SizeIs(1));
+  v1::SuppressRequest suppress;
+  *suppress.mutable_header() = first.header();
+  ASSERT_TRUE(master_.Suppress(suppress).ok());
+  v1::DeclineRequest decline;
+  *decline.mutable_header() = first.header();
+  decline.add_offer_ids(offers[0].id());
+  decline.mutable_filters()->set_refuse_seconds(60);
+  ASSERT_TRUE(master_.Decline(decline).ok());
+  loop_.AdvanceTime(absl::Seconds(2));
+  EXPECT_THAT(Offers(first.stream->Take()), IsEmpty());
+
+  Scheduler second = Subscribe("*", first.framework_id, 60);
+  EXPECT_THAT(Offers(second.stream->Take()), SizeIs(1));
+}
+
 TEST_F(MasterTest, AMultiRoleFrameworkGetsOneOfferPerRole) {
   AddAgent("cpus:4;mem:1024");
   v1::UpdateQuotaRequest request;
