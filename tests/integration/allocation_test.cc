@@ -141,19 +141,22 @@ TEST_F(AllocationTest, AQuotaLimitCutsOffersToFit) {
   EXPECT_EQ(offered.ScalarFixed("cpus"), ToFixed(1));
   EXPECT_EQ(offered.ScalarFixed("mem"), ToFixed(256));
 
-  // The operator API reports the role's consumption against its limit.
-  grpc::ClientContext context;
-  v1::Roles roles;
-  ASSERT_TRUE(operator_->GetRoles(&context, v1::GetRolesRequest(), &roles).ok());
-  bool found = false;
-  for (const v1::RoleInfo& role : roles.roles()) {
-    if (role.role() == "q") {
-      found = true;
-      EXPECT_EQ(FromProto(role.consumed())->ScalarFixed("cpus"), ToFixed(1));
-      EXPECT_EQ(FromProto(role.quota().limits())->ScalarFixed("mem"), ToFixed(256));
+  // The operator API reports the role's consumption against its limit (the role snapshot is
+  // published just after the offer goes out, so poll it).
+  v1::RoleInfo q;
+  const absl::Time deadline = absl::Now() + kDeadline;
+  while (absl::Now() < deadline) {
+    grpc::ClientContext context;
+    v1::Roles roles;
+    ASSERT_TRUE(operator_->GetRoles(&context, v1::GetRolesRequest(), &roles).ok());
+    for (const v1::RoleInfo& role : roles.roles()) {
+      if (role.role() == "q") q = role;
     }
+    if (FromProto(q.consumed())->ScalarFixed("cpus") > 0) break;
+    absl::SleepFor(absl::Milliseconds(5));
   }
-  EXPECT_TRUE(found);
+  EXPECT_EQ(FromProto(q.consumed())->ScalarFixed("cpus"), ToFixed(1));
+  EXPECT_EQ(FromProto(q.quota().limits())->ScalarFixed("mem"), ToFixed(256));
 }
 
 TEST_F(AllocationTest, BadQuotaIsRefusedWithAReason) {
