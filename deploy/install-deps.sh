@@ -11,7 +11,7 @@ packages=(
   libzookeeper-mt-dev libleveldb-dev libsnappy-dev libgoogle-glog-dev libgflags-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev nlohmann-json3-dev libssl-dev
   # tests and tools
-  curl procps
+  curl procps util-linux
 )
 
 missing=()
