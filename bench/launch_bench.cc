@@ -20,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "agent/agent_daemon.h"
 #include "common/resources_proto.h"
+#include "common/task_states.h"
 #include "glog/logging.h"
 #include "master/master_daemon.h"
 #include "scheduler_api/scheduler_client.h"
@@ -109,7 +110,7 @@ int Run() {
         break;
       }
       CHECK(!(event.has_update() && event.update().status().task_id() == id &&
-              master::IsTerminal(event.update().status().state())))
+              IsTerminal(event.update().status().state())))
           << event.update().status().message();
     }
     latencies_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
@@ -133,7 +134,7 @@ int Run() {
       CHECK(client.Launch({OfferId(offer.id())}, batch, 0).ok());
     }
     v1::Event event = next_event();
-    if (event.has_update() && master::IsTerminal(event.update().status().state())) {
+    if (event.has_update() && IsTerminal(event.update().status().state())) {
       CHECK_EQ(event.update().status().state(), v1::TASK_FINISHED);
       ++finished;
     }

@@ -12,6 +12,7 @@
 #include "agent/sandbox.h"
 #include "common/random_id.h"
 #include "common/resources_proto.h"
+#include "common/task_states.h"
 #include "glog/logging.h"
 
 namespace rz::agent {
@@ -33,21 +34,6 @@ std::string DescribeExit(int wait_status) {
                         name != nullptr ? absl::StrCat("SIG", name) : "unknown", " (", signal, ")");
   }
   return absl::StrCat("command ended with wait status ", wait_status);
-}
-
-bool IsTerminal(rz::v1::TaskState state) {
-  switch (state) {
-    case rz::v1::TASK_FINISHED:
-    case rz::v1::TASK_FAILED:
-    case rz::v1::TASK_KILLED:
-    case rz::v1::TASK_ERROR:
-    case rz::v1::TASK_DROPPED:
-    case rz::v1::TASK_GONE:
-    case rz::v1::TASK_GONE_BY_OPERATOR:
-      return true;
-    default:
-      return false;
-  }
 }
 
 // The problem with a RUN_TASK the agent can track, or "" if it is valid.

@@ -17,6 +17,7 @@
 #include "common/random_id.h"
 #include "common/resources.h"
 #include "common/resources_proto.h"
+#include "common/task_states.h"
 #include "glog/logging.h"
 #include "httplib.h"
 #include "scheduler_api/scheduler_client.h"
@@ -286,7 +287,8 @@ class TaskRun {
                        " on agent '", status.agent_id(), "'", host,
                        status.message().empty() ? "" : absl::StrCat(": ", status.message())));
     }
-    if (!IsTerminal(status.state())) {
+    // An UNKNOWN answer also ends `rz run`: the master has nothing more to say of the task.
+    if (!IsTerminal(status.state()) && status.state() != rz::v1::TASK_UNKNOWN) {
       return std::nullopt;
     }
     if (status.state() == rz::v1::TASK_FINISHED || status.state() == rz::v1::TASK_FAILED ||
@@ -384,22 +386,6 @@ std::string DefaultTaskName(const std::vector<std::string>& args) {
     name.erase(name.begin());
   }
   return name.empty() ? "task" : name;
-}
-
-bool IsTerminal(rz::v1::TaskState state) {
-  switch (state) {
-    case rz::v1::TASK_FINISHED:
-    case rz::v1::TASK_FAILED:
-    case rz::v1::TASK_KILLED:
-    case rz::v1::TASK_ERROR:
-    case rz::v1::TASK_DROPPED:
-    case rz::v1::TASK_GONE:
-    case rz::v1::TASK_GONE_BY_OPERATOR:
-    case rz::v1::TASK_UNKNOWN:
-      return true;
-    default:
-      return false;
-  }
 }
 
 int ExitCodeForStatus(const rz::v1::TaskStatus& status) {

@@ -48,6 +48,5 @@ std::string DefaultTaskName(const std::vector<std::string>& args);
 // The exit code `rz run` reports for a terminal status (see the header comment).
 int ExitCodeForStatus(const rz::v1::TaskStatus& status);
 
-bool IsTerminal(rz::v1::TaskState state);
 
 }  // namespace rz::cli

@@ -13,6 +13,7 @@
 #include "common/random_id.h"
 #include "common/resources_proto.h"
 #include "common/status_macros.h"
+#include "common/task_states.h"
 #include "glog/logging.h"
 #include "master/allocator_adapter.h"
 
@@ -75,21 +76,6 @@ absl::Duration RefuseFor(const v1::Filters& filters, absl::Duration fallback) {
 }
 
 }  // namespace
-
-bool IsTerminal(v1::TaskState state) {
-  switch (state) {
-    case v1::TASK_FINISHED:
-    case v1::TASK_FAILED:
-    case v1::TASK_KILLED:
-    case v1::TASK_ERROR:
-    case v1::TASK_DROPPED:
-    case v1::TASK_GONE:
-    case v1::TASK_GONE_BY_OPERATOR:
-      return true;
-    default:
-      return false;
-  }
-}
 
 Master::Master(EventLoop& loop, MasterOptions options, v1::MasterInfo info)
     : loop_(loop),

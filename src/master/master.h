@@ -245,7 +245,5 @@ class Master {
   std::shared_ptr<const v1::Roles> roles_snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
 };
 
-// True for states after which a task never changes again.
-bool IsTerminal(v1::TaskState state);
 
 }  // namespace rz::master

@@ -12,6 +12,7 @@
 #include "agent/agent_daemon.h"
 #include "common/resources.h"
 #include "common/resources_proto.h"
+#include "common/task_states.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
@@ -127,7 +128,7 @@ class ClusterTest : public ::testing::Test {
       const v1::TaskStatus& status = event->update().status();
       updates.push_back(status);
       EXPECT_TRUE(scheduler_->Acknowledge(status).ok());
-      if (master::IsTerminal(status.state()) || status.state() == until) {
+      if (IsTerminal(status.state()) || status.state() == until) {
         return updates;
       }
     }
