@@ -4,9 +4,13 @@
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/resources.h"
 #include "master/master_daemon.h"
 
 ABSL_FLAG(std::string, ip, "0.0.0.0", "Address the gRPC and REST servers bind.");
@@ -24,6 +28,12 @@ ABSL_FLAG(absl::Duration, offer_timeout, absl::Seconds(60),
 ABSL_FLAG(absl::Duration, agent_ping_interval, absl::Seconds(15), "Time between agent pings.");
 ABSL_FLAG(absl::Duration, agent_ping_timeout, absl::Seconds(75),
           "Disconnect an agent that answers no ping for this long.");
+ABSL_FLAG(std::string, min_allocatable_resources, "cpus:0.01|mem:32",
+          "Smallest offer worth making: alternatives separated by '|', each a resource list; an "
+          "offer must hold one alternative in full.");
+ABSL_FLAG(std::string, fair_share_excluded_resources, "",
+          "Comma-separated scalar resource names left out of dominant-share computation "
+          "(e.g. gpus).");
 ABSL_FLAG(absl::Duration, agent_reregister_timeout, absl::Seconds(75),
           "Report the tasks of a disconnected agent unreachable after this long.");
 
@@ -59,6 +69,19 @@ int main(int argc, char** argv) {
   }
 
   rz::master::MasterDaemonOptions options;
+  options.master.allocator.min_allocatable.clear();
+  for (absl::string_view alternative :
+       absl::StrSplit(absl::GetFlag(FLAGS_min_allocatable_resources), '|', absl::SkipEmpty())) {
+    absl::StatusOr<rz::Resources> parsed = rz::Resources::Parse(std::string(alternative));
+    if (!parsed.ok()) {
+      return Fail(absl::StrCat("--min_allocatable_resources: ", parsed.status().message()));
+    }
+    options.master.allocator.min_allocatable.push_back(*std::move(parsed));
+  }
+  for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_fair_share_excluded_resources),
+                                               ',', absl::SkipWhitespace())) {
+    options.master.allocator.fair_share_excluded.emplace_back(absl::StripAsciiWhitespace(name));
+  }
   options.ip = absl::GetFlag(FLAGS_ip);
   options.hostname = absl::GetFlag(FLAGS_hostname);
   options.port = absl::GetFlag(FLAGS_port);
