@@ -78,10 +78,6 @@ int64_t ToNanos(absl::Time time) {
   return absl::ToUnixNanos(time);
 }
 
-uint64_t OfferKey(uint32_t agent, uint32_t pair) {
-  return (static_cast<uint64_t>(agent) << 32) | pair;
-}
-
 }  // namespace
 
 // What one agent's walk through the role tree carries: the agent, the stage, and whether every
@@ -94,6 +90,7 @@ struct HierarchicalAllocator::Visit {
   uint32_t quota_role = kNone;  // Stage 1: the role whose guarantee is being met.
   bool all_blocked = true;
   bool offered = false;
+  bool tried = false;  // Some pair was probed (Try), so the outcome depends on the agent.
 };
 
 void HierarchicalAllocator::RegexDeleter::operator()(regex_t* regex) const {
@@ -103,6 +100,7 @@ void HierarchicalAllocator::RegexDeleter::operator()(regex_t* regex) const {
 
 HierarchicalAllocator::HierarchicalAllocator(AllocatorOptions options) {
   roles_.emplace_back();  // kRoot.
+  pseudo_rank_ = AcquireRank(".");
   for (const std::string& name : options.fair_share_excluded) {
     excluded_names_.push_back(name);
     Kind(name);
@@ -117,6 +115,92 @@ HierarchicalAllocator::HierarchicalAllocator(AllocatorOptions options) {
 HierarchicalAllocator::~HierarchicalAllocator() = default;
 
 // --- Registry and conversions -------------------------------------------------------------------
+
+// A new name takes the midpoint of the gap between its neighbours' ranks (or a fixed step past
+// the last one, as ids often arrive in increasing order), so ranks of existing names, and
+// hence the sorters, stay as they are. Only when a gap is used up are all names renumbered.
+uint64_t HierarchicalAllocator::AcquireRank(const std::string& name) {
+  constexpr uint64_t kStep = uint64_t{1} << 32;
+  auto [it, inserted] = name_ranks_.try_emplace(name);
+  ++it->second.refs;
+  if (!inserted) {
+    return it->second.rank;
+  }
+  const bool has_prev = it != name_ranks_.begin();
+  const bool has_next = std::next(it) != name_ranks_.end();
+  const uint64_t lo = has_prev ? std::prev(it)->second.rank : 0;
+  const uint64_t hi = has_next ? std::next(it)->second.rank : std::numeric_limits<uint64_t>::max();
+  if (hi - lo < 2) {
+    Renumber();
+    return it->second.rank;
+  }
+  if (!has_prev && !has_next) {
+    it->second.rank = uint64_t{1} << 63;
+  } else if (!has_next) {
+    it->second.rank = lo + std::min(kStep, (hi - lo) / 2);
+  } else if (!has_prev) {
+    it->second.rank = hi - std::min(kStep, (hi - lo) / 2);
+  } else {
+    it->second.rank = lo + (hi - lo) / 2;
+  }
+  return it->second.rank;
+}
+
+void HierarchicalAllocator::ReleaseRank(const std::string& name) {
+  auto it = name_ranks_.find(name);
+  if (it != name_ranks_.end() && --it->second.refs == 0) {
+    name_ranks_.erase(it);
+  }
+}
+
+// Reassigns evenly spaced ranks in name order. The order of ranks does not change, so every
+// sorter keeps its order: its keys are rewritten in place (rebuilt in the same sequence).
+void HierarchicalAllocator::Renumber() {
+  const uint64_t step = std::max<uint64_t>(
+      1, std::min<uint64_t>(uint64_t{1} << 32,
+                            std::numeric_limits<uint64_t>::max() / (name_ranks_.size() + 1)));
+  uint64_t next = step;
+  for (auto& [name, entry] : name_ranks_) {
+    entry.rank = next;
+    next += step;
+  }
+  const auto rank_of = [this](const std::string& name) {
+    return name_ranks_.find(name)->second.rank;
+  };
+  pseudo_rank_ = rank_of(".");
+  for (Framework& f : frameworks_) {
+    if (f.live) {
+      f.rank = rank_of(f.id.value());
+    }
+  }
+  for (size_t i = 1; i < roles_.size(); ++i) {
+    roles_[i].rank = rank_of(roles_[i].segment);
+  }
+  for (uint32_t i = 0; i < pairs_.size(); ++i) {
+    Pair& p = pairs_[i];
+    if (p.live) {
+      p.key.rank = frameworks_[p.framework].rank;
+    }
+  }
+  std::vector<SortKey> keys;
+  for (uint32_t i = 0; i < roles_.size(); ++i) {
+    RoleNode& node = roles_[i];
+    node.key.rank = node.rank;
+    node.pseudo_key.rank = pseudo_rank_;
+    keys.assign(node.framework_sorter.begin(), node.framework_sorter.end());
+    node.framework_sorter.clear();
+    for (SortKey& key : keys) {
+      key.rank = frameworks_[pairs_[key.id].framework].rank;
+      node.framework_sorter.insert(node.framework_sorter.end(), key);
+    }
+    keys.assign(node.children_sorter.begin(), node.children_sorter.end());
+    node.children_sorter.clear();
+    for (SortKey& key : keys) {
+      key.rank = key.id == kPseudo ? pseudo_rank_ : roles_[key.id].rank;
+      node.children_sorter.insert(node.children_sorter.end(), key);
+    }
+  }
+}
 
 uint32_t HierarchicalAllocator::Kind(const std::string& name) {
   auto [it, inserted] = kind_index_.try_emplace(name, static_cast<uint32_t>(kind_names_.size()));
@@ -194,6 +278,9 @@ uint32_t HierarchicalAllocator::EnsureRole(const std::string& path) {
   node.last_offer_cycle = cycle_;
   roles_[parent].children.emplace(node.segment, index);
   role_index_.emplace(path, index);
+  // Roles are never removed, so neither is their segment's rank.
+  const uint64_t rank = AcquireRank(roles_[index].segment);
+  roles_[index].rank = rank;
   return index;
 }
 
@@ -234,16 +321,13 @@ bool HierarchicalAllocator::HasUnmetGuarantee(const RoleNode& node) const {
 
 HierarchicalAllocator::SortKey HierarchicalAllocator::PairKey(uint32_t pair) const {
   const Pair& p = pairs_[pair];
-  return SortKey{.share = Share(p.alloc),
-                 .count = p.count,
-                 .name = &frameworks_[p.framework].id.value(),
-                 .id = pair};
+  return SortKey{
+      .share = Share(p.alloc), .count = p.count, .rank = frameworks_[p.framework].rank, .id = pair};
 }
 
 HierarchicalAllocator::SortKey HierarchicalAllocator::NodeKey(uint32_t node) const {
   const RoleNode& n = roles_[node];
-  return SortKey{
-      .share = Share(n.alloc) / n.weight, .count = n.count, .name = &n.segment, .id = node};
+  return SortKey{.share = Share(n.alloc) / n.weight, .count = n.count, .rank = n.rank, .id = node};
 }
 
 // A role's own frameworks compete with its child roles as one more child, named "." and
@@ -252,17 +336,26 @@ HierarchicalAllocator::SortKey HierarchicalAllocator::PseudoKey(uint32_t node) c
   const RoleNode& n = roles_[node];
   return SortKey{.share = Share(n.own_alloc) / n.weight,
                  .count = n.own_count,
-                 .name = &pseudo_name_,
+                 .rank = pseudo_rank_,
                  .id = kPseudo};
+}
+
+// The new key goes in before the old one leaves, so a sorter of one element (a role with one
+// child) does not free and reallocate its node.
+void HierarchicalAllocator::Rekey(absl::btree_set<SortKey>& sorter, SortKey* key,
+                                  const SortKey& updated) {
+  if (!(*key < updated) && !(updated < *key)) {
+    return;
+  }
+  sorter.insert(updated);
+  sorter.erase(*key);
+  *key = updated;
 }
 
 void HierarchicalAllocator::RekeyPair(uint32_t pair) {
   Pair& p = pairs_[pair];
   if (p.candidate) {
-    RoleNode& role = roles_[p.role];
-    role.framework_sorter.erase(p.key);
-    p.key = PairKey(pair);
-    role.framework_sorter.insert(p.key);
+    Rekey(roles_[p.role].framework_sorter, &p.key, PairKey(pair));
   }
   RekeyChain(p.role);
 }
@@ -270,17 +363,12 @@ void HierarchicalAllocator::RekeyPair(uint32_t pair) {
 void HierarchicalAllocator::RekeyChain(uint32_t role) {
   RoleNode& own = roles_[role];
   if (own.own_candidates > 0) {
-    own.children_sorter.erase(own.pseudo_key);
-    own.pseudo_key = PseudoKey(role);
-    own.children_sorter.insert(own.pseudo_key);
+    Rekey(own.children_sorter, &own.pseudo_key, PseudoKey(role));
   }
   for (uint32_t n = role; n != kRoot; n = roles_[n].parent) {
     RoleNode& node = roles_[n];
     if (node.candidates > 0) {
-      RoleNode& parent = roles_[node.parent];
-      parent.children_sorter.erase(node.key);
-      node.key = NodeKey(n);
-      parent.children_sorter.insert(node.key);
+      Rekey(roles_[node.parent].children_sorter, &node.key, NodeKey(n));
     }
   }
 }
@@ -364,6 +452,7 @@ void HierarchicalAllocator::RebuildSorters() {
 
 void HierarchicalAllocator::Account(uint32_t pair, const ScalarVector& unres,
                                     const ScalarVector& all, int sign) {
+  ++alloc_version_;
   Pair& p = pairs_[pair];
   RoleNode& own = roles_[p.role];
   if (sign > 0) {
@@ -439,6 +528,7 @@ void HierarchicalAllocator::ChangeReserved(Agent& agent, const Resources& resour
     const uint32_t role = EnsureRole(entry.role);
     const uint32_t kind = Kind(entry.name);
     const int64_t amount = sign * entry.scalar;
+    ++alloc_version_;
     auto it = std::find_if(agent.reserved.begin(), agent.reserved.end(),
                            [role](const auto& r) { return r.first == role; });
     if (it == agent.reserved.end()) {
@@ -836,6 +926,8 @@ absl::Status HierarchicalAllocator::AddFramework(const FrameworkId& framework,
   }
   frameworks_[index].id = framework;
   frameworks_[index].live = true;
+  const uint64_t rank = AcquireRank(framework.value());
+  frameworks_[index].rank = rank;
   framework_index_.emplace(framework, index);
   ApplyOptions(index, std::move(options));
   return absl::OkStatus();
@@ -889,6 +981,7 @@ absl::Status HierarchicalAllocator::RemoveFramework(const FrameworkId& framework
     free_pairs_.push_back(pair);
   }
   framework_index_.erase(it);
+  ReleaseRank(f.id.value());
   f = Framework();
   free_frameworks_.push_back(index);
   ++epoch_;
@@ -1412,14 +1505,15 @@ bool HierarchicalAllocator::Allocatable(const Pair& pair, const OfferPlan& plan)
   return false;
 }
 
+// Common case: the whole free pool, nothing reserved, nothing cut.
+bool HierarchicalAllocator::WholeOffer(const Agent& agent, const OfferPlan& plan) {
+  return !plan.reserved && agent.free_reserved.empty() && !agent.reserved_nonscalar_free &&
+         plan.unres == agent.free_unres;
+}
+
 Resources HierarchicalAllocator::BuildOffer(const Agent& agent, uint32_t role,
-                                            const OfferPlan& plan, bool* whole) {
-  // Common case: the whole free pool, nothing reserved, nothing cut.
-  if (!plan.reserved && agent.free_reserved.empty() && !agent.reserved_nonscalar_free &&
-      plan.unres == agent.free_unres) {
-    if (whole != nullptr) {
-      *whole = true;
-    }
+                                            const OfferPlan& plan) {
+  if (WholeOffer(agent, plan)) {
     return agent.free;
   }
   Resources offer;
@@ -1448,11 +1542,12 @@ Resources HierarchicalAllocator::BuildOffer(const Agent& agent, uint32_t role,
 void HierarchicalAllocator::Offer(uint32_t pair, Visit& visit, const OfferPlan& plan) {
   Pair& p = pairs_[pair];
   Agent& a = *visit.state;
-  bool whole = false;
-  Resources offer = BuildOffer(a, p.role, plan, &whole);
-  if (whole) {
-    a.free = Resources();
+  Resources offer;
+  if (WholeOffer(a, plan)) {
+    // The agent's free pool becomes the offer: moved, not copied.
+    offer = std::exchange(a.free, Resources());
   } else {
+    offer = BuildOffer(a, p.role, plan);
     (void)a.free.Subtract(offer);
   }
   RefreshAgentFree(a);
@@ -1474,17 +1569,18 @@ void HierarchicalAllocator::Offer(uint32_t pair, Visit& visit, const OfferPlan& 
   Account(pair, unres, all, +1);
 
   auto [held, inserted] = p.held.try_emplace(visit.agent);
+  Holding& holding = held->second;
   if (inserted) {
-    held->second.resources = offer;
+    holding.resources = offer;
     a.holders.push_back(pair);
   } else {
-    held->second.resources += offer;
+    holding.resources += offer;
   }
 
-  const uint64_t key = OfferKey(visit.agent, pair);
-  auto [slot, first] = offered_.try_emplace(key, result_.size());
-  if (first) {
-    ++held->second.outstanding;
+  if (holding.offer_cycle != cycle_) {
+    holding.offer_cycle = cycle_;
+    holding.offer_index = result_.size();
+    ++holding.outstanding;
     ++frameworks_[p.framework].outstanding;
     ++p.count;
     roles_[p.role].own_count++;
@@ -1498,7 +1594,7 @@ void HierarchicalAllocator::Offer(uint32_t pair, Visit& visit, const OfferPlan& 
                                  .resources = std::move(offer)});
   } else {
     // The same (agent, role, framework) got more in stage 2 than in stage 1: one offer.
-    result_[slot->second].resources += offer;
+    result_[holding.offer_index].resources += offer;
   }
   touched_.push_back(pair);
   visit.offered = true;
@@ -1508,6 +1604,7 @@ void HierarchicalAllocator::Offer(uint32_t pair, Visit& visit, const OfferPlan& 
 bool HierarchicalAllocator::Try(uint32_t pair, Visit& visit) {
   Agent& a = *visit.state;
   const Pair& p = pairs_[pair];
+  visit.tried = true;
   const AgentFilters* filters = a.filters.get();
   const bool filtered = filters != nullptr && TestBit(filters->has_bits, pair);
   if (filtered && TestBit(filters->blocked_bits, pair)) {
@@ -1525,17 +1622,19 @@ bool HierarchicalAllocator::Try(uint32_t pair, Visit& visit) {
   if (!Plan(pair, visit, &plan) || !Allocatable(p, plan)) {
     return true;
   }
-  if (filtered && FilterBlocks(*filters, pair, BuildOffer(a, p.role, plan, nullptr))) {
+  if (filtered && FilterBlocks(*filters, pair, BuildOffer(a, p.role, plan))) {
     return true;
   }
   Offer(pair, visit, plan);
   return !Exhausted(a);
 }
 
-// True if `node`'s limits leave no room for any kind that every minimum allocatable needs, so
-// no unreserved offer to its subtree can pass the minimum: the walk skips the whole subtree
-// instead of planning an offer for each of its frameworks.
-bool HierarchicalAllocator::LimitedOut(uint32_t node) const {
+// True if, for every minimum allocatable, some kind it needs is limited at `node` to less than
+// it asks for: by the room left under the limit, or by what the agent has free (an offer of
+// that kind is cut to both). Then no unreserved offer to the subtree can pass the minimum, and
+// the walk skips the whole subtree instead of planning an offer for each of its frameworks.
+// REQUIRES: the agent has no reservations (an offer could then hold reserved scalars too).
+bool HierarchicalAllocator::LimitedOut(uint32_t node, const Agent& agent) const {
   const RoleNode& n = roles_[node];
   if (n.limit.empty() || min_overrides_ > 0 || global_min_.empty()) {
     return false;
@@ -1543,7 +1642,12 @@ bool HierarchicalAllocator::LimitedOut(uint32_t node) const {
   for (const ScalarVector& m : global_min_) {
     bool dead = false;
     for (const KindAmount& l : n.limit) {
-      if (m.Get(l.kind) > 0 && l.amount - n.alloc_unres.Get(l.kind) - n.reserved.Get(l.kind) <= 0) {
+      const int64_t need = m.Get(l.kind);
+      if (need <= 0) {
+        continue;
+      }
+      const int64_t room = l.amount - n.alloc_unres.Get(l.kind) - n.reserved.Get(l.kind);
+      if (std::min(room, agent.free_unres.Get(l.kind)) < need) {
         dead = true;
         break;
       }
@@ -1559,7 +1663,7 @@ bool HierarchicalAllocator::Walk(uint32_t node, Visit& visit) {
   const bool reserved_here =
       !visit.state->free_reserved.empty() || visit.state->reserved_nonscalar_free;
   for (const SortKey& key : roles_[node].children_sorter) {
-    if (!reserved_here && LimitedOut(key.id == kPseudo ? node : key.id)) {
+    if (!reserved_here && LimitedOut(key.id == kPseudo ? node : key.id, *visit.state)) {
       visit.all_blocked = false;
       continue;
     }
@@ -1636,8 +1740,10 @@ std::vector<Allocation> HierarchicalAllocator::Allocate(absl::Time now) {
     RebuildSorters();
   }
   const int64_t now_ns = ToNanos(now);
+  // `result_` was moved out by the last cycle; a cycle usually makes about as many offers as
+  // the one before, so reserve that much instead of growing (and moving) 16 times.
   result_.clear();
-  offered_.clear();
+  result_.reserve(last_offers_);
   last_cycle_ = CycleStats{.cycle = cycle_};
 
   const auto skippable = [&](const Agent& a) {
@@ -1701,6 +1807,7 @@ std::vector<Allocation> HierarchicalAllocator::Allocate(absl::Time now) {
   }
 
   // Stage 2: fair shares, holding back the headroom that unmet guarantees still need.
+  limited_walk_.valid = false;
   for (uint32_t i = 1; i < roles_.size(); ++i) {
     const RoleNode& n = roles_[i];
     for (const KindAmount& g : n.guarantee) {
@@ -1718,7 +1825,25 @@ std::vector<Allocation> HierarchicalAllocator::Allocate(absl::Time now) {
       continue;
     }
     Visit visit{.agent = index, .state = &a, .stage = 2};
-    const bool walked_all = Walk(kRoot, visit);
+    const bool reserved_here = !a.free_reserved.empty() || a.reserved_nonscalar_free;
+    bool walked_all = true;
+    if (!reserved_here && limited_walk_.valid && limited_walk_.epoch == epoch_ &&
+        limited_walk_.version == alloc_version_ && limited_walk_.free_unres == a.free_unres) {
+      // The last walk of an agent without reservations, with the same free resources, met only
+      // subtrees whose limits leave no room, and neither the candidates nor any allocation
+      // changed since: this walk would do the same, so skip it (with thousands of limited
+      // roles it costs milliseconds).
+      visit.all_blocked = limited_walk_.all_blocked;
+    } else {
+      walked_all = Walk(kRoot, visit);
+      if (!reserved_here && !visit.tried) {
+        limited_walk_ = {.valid = true,
+                         .all_blocked = visit.all_blocked,
+                         .epoch = epoch_,
+                         .version = alloc_version_,
+                         .free_unres = a.free_unres};
+      }
+    }
     FinishAgent();
     if (walked_all && visit.all_blocked && !visit.offered) {
       // Every candidate is blocked by a filter holding its whole possible offer or by a
@@ -1729,6 +1854,7 @@ std::vector<Allocation> HierarchicalAllocator::Allocate(absl::Time now) {
   }
   required_headroom_ = ScalarVector();
   last_cycle_.offers = static_cast<int64_t>(result_.size());
+  last_offers_ = result_.size();
   last_cycle_.active_filters = active_filters_;
   return std::move(result_);
 }

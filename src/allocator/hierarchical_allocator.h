@@ -31,7 +31,6 @@
 #include <regex.h>
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <utility>
@@ -45,6 +44,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "allocator/scalar_vector.h"
+#include "allocator/stable_vector.h"
 #include "common/ids.h"
 #include "common/resources.h"
 
@@ -223,11 +223,13 @@ class HierarchicalAllocator {
   static constexpr uint32_t kPseudo = kNone;  // Sorter id of a role's own frameworks.
 
   // Position in a sorter: (share ÷ weight, allocation count, name). `id` is a role node, a
-  // pair or kPseudo; `name` points into stable storage (deques never move their elements).
+  // pair or kPseudo. The name is compared through its rank (see `name_ranks_`), which orders
+  // like the string: ties on share and count are common (every framework of a fresh cluster),
+  // and a string compare per btree step dominated the cycle.
   struct SortKey {
     double share = 0.0;
     int64_t count = 0;
-    const std::string* name = nullptr;
+    uint64_t rank = 0;
     uint32_t id = 0;
     friend bool operator<(const SortKey& a, const SortKey& b) {
       if (a.share != b.share) {
@@ -236,11 +238,17 @@ class HierarchicalAllocator {
       if (a.count != b.count) {
         return a.count < b.count;
       }
-      if (const int c = a.name->compare(*b.name); c != 0) {
-        return c < 0;
+      if (a.rank != b.rank) {
+        return a.rank < b.rank;
       }
       return a.id < b.id;
     }
+  };
+
+  // A name's place in the tie-break order and how many frameworks or roles use it.
+  struct NameRank {
+    uint64_t rank = 0;
+    int64_t refs = 0;
   };
 
   struct KindAmount {
@@ -251,6 +259,7 @@ class HierarchicalAllocator {
   struct RoleNode {
     std::string path;     // "" for the root.
     std::string segment;  // Last path segment; sorts siblings.
+    uint64_t rank = 0;    // Of `segment`.
     uint32_t parent = kNone;
     absl::flat_hash_map<std::string, uint32_t> children;  // By segment.
     double weight = 1.0;
@@ -289,6 +298,10 @@ class HierarchicalAllocator {
   struct Holding {
     Resources resources;
     int32_t outstanding = 0;  // Offers not yet recovered or marked used.
+    // The cycle that last offered here and that offer's index in `result_`: stage-1 and
+    // stage-2 offers to the same (agent, role, framework) merge into one Allocation.
+    int64_t offer_cycle = 0;
+    size_t offer_index = 0;
   };
 
   // A (framework, role) pair: the unit that sorters order and offers go to.
@@ -310,6 +323,7 @@ class HierarchicalAllocator {
 
   struct Framework {
     FrameworkId id;
+    uint64_t rank = 0;  // Of `id`.
     bool live = false;
     bool active = true;
     int max_outstanding = 0;
@@ -367,6 +381,9 @@ class HierarchicalAllocator {
   struct Visit;  // One agent's walk in a cycle (defined in the .cc).
 
   // Registry and conversions.
+  uint64_t AcquireRank(const std::string& name);
+  void ReleaseRank(const std::string& name);
+  void Renumber();
   uint32_t Kind(const std::string& name);
   void SplitScalars(const Resources& resources, ScalarVector* unres, ScalarVector* all);
   Resources ToResources(const ScalarVector& scalars) const;
@@ -385,6 +402,8 @@ class HierarchicalAllocator {
   SortKey PairKey(uint32_t pair) const;
   SortKey NodeKey(uint32_t node) const;
   SortKey PseudoKey(uint32_t node) const;
+  // Moves `*key` to `updated` in `sorter` (nothing to do if they compare equal).
+  static void Rekey(absl::btree_set<SortKey>& sorter, SortKey* key, const SortKey& updated);
   void RekeyPair(uint32_t pair);
   void RekeyChain(uint32_t role);
   void SetCandidate(uint32_t pair, bool candidate);
@@ -420,31 +439,36 @@ class HierarchicalAllocator {
 
   // The cycle.
   void PrepareAgent(Agent& agent, int64_t now_ns);
-  bool LimitedOut(uint32_t node) const;
+  bool LimitedOut(uint32_t node, const Agent& agent) const;
   bool Walk(uint32_t node, Visit& visit);
   bool Try(uint32_t pair, Visit& visit);
   bool Plan(uint32_t pair, const Visit& visit, OfferPlan* plan) const;
   bool Allocatable(const Pair& pair, const OfferPlan& plan) const;
-  Resources BuildOffer(const Agent& agent, uint32_t role, const OfferPlan& plan, bool* whole);
+  static bool WholeOffer(const Agent& agent, const OfferPlan& plan);
+  Resources BuildOffer(const Agent& agent, uint32_t role, const OfferPlan& plan);
   void Offer(uint32_t pair, Visit& visit, const OfferPlan& plan);
   void FinishAgent();
   bool Exhausted(const Agent& agent) const;
 
-  const std::string pseudo_name_ = ".";
+  // Every framework id and role path segment, plus "." (a role's own frameworks), with ranks
+  // increasing in string order and spaced so that a new name usually fits between its
+  // neighbours; when it does not, Renumber() spreads them out again.
+  absl::btree_map<std::string, NameRank> name_ranks_;
+  uint64_t pseudo_rank_ = 0;
   std::vector<ScalarVector> global_min_;
   std::vector<bool> kind_excluded_;
   absl::flat_hash_map<std::string, uint32_t> kind_index_;
   std::vector<std::string> kind_names_;
   std::vector<std::string> excluded_names_;
 
-  std::deque<RoleNode> roles_;
+  StableVector<RoleNode> roles_;
   absl::flat_hash_map<std::string, uint32_t> role_index_;
-  std::deque<Pair> pairs_;
+  StableVector<Pair> pairs_;
   std::vector<uint32_t> free_pairs_;
-  std::deque<Framework> frameworks_;
+  StableVector<Framework> frameworks_;
   std::vector<uint32_t> free_frameworks_;
   absl::flat_hash_map<FrameworkId, uint32_t> framework_index_;
-  std::deque<Agent> agents_;
+  StableVector<Agent> agents_;
   std::vector<uint32_t> free_agents_;
   absl::btree_map<AgentId, uint32_t> agent_index_;  // Ordered: cycles visit agents by id.
   std::vector<Refused> refused_;
@@ -456,6 +480,16 @@ class HierarchicalAllocator {
   ScalarVector free_unres_active_;  // Unreserved free on active agents (available headroom).
   ScalarVector required_headroom_;  // Sum of unmet guarantees, during stage 2.
   bool rekey_all_ = false;
+  // Bumped whenever a role's allocation or reservations change (what LimitedOut reads).
+  uint64_t alloc_version_ = 0;
+  // A stage-2 walk that probed no pair (every subtree limited out), and the state it saw.
+  struct LimitedWalk {
+    bool valid = false;
+    bool all_blocked = false;
+    uint64_t epoch = 0;
+    uint64_t version = 0;
+    ScalarVector free_unres;  // The agent's.
+  } limited_walk_;
   uint64_t epoch_ = 1;         // Bumped whenever the set of candidate pairs changes.
   int32_t min_overrides_ = 0;  // Pairs with their own minimum allocatable.
   int64_t cycle_ = 0;
@@ -464,7 +498,7 @@ class HierarchicalAllocator {
 
   // Per-cycle scratch, kept to reuse its capacity.
   std::vector<Allocation> result_;
-  absl::flat_hash_map<uint64_t, size_t> offered_;  // (agent, pair) → index in result_.
+  size_t last_offers_ = 0;  // Offers of the last cycle: the next result's initial capacity.
   std::vector<uint32_t> touched_;
 };
 

@@ -621,7 +621,8 @@ absl::StatusOr<Resources> Resources::Parse(std::string_view text) {
     } else if (seen->second != entry->type) {
       return TypeClash(entry->name, seen->second, entry->type);
     }
-    if (absl::Status status = AddCanonical(resources.entries_, *std::move(entry)); !status.ok()) {
+    if (absl::Status status = AddCanonical(resources.MutableEntries(), *std::move(entry));
+        !status.ok()) {
       return status;
     }
   }
@@ -662,13 +663,33 @@ absl::Status Resources::Add(const ResourceEntry& entry) {
   if (!normalized.ok()) {
     return normalized.status();
   }
-  return AddCanonical(entries_, *std::move(normalized));
+  return AddCanonical(MutableEntries(), *std::move(normalized));
+}
+
+const std::vector<ResourceEntry>& Resources::NoEntries() {
+  static const auto* const kNone = new std::vector<ResourceEntry>();
+  return *kNone;
+}
+
+std::vector<ResourceEntry>& Resources::MutableEntries() {
+  // use_count() == 1 is exact here: only a value sharing these entries could add an owner, and
+  // there is none.
+  if (entries_ == nullptr) {
+    entries_ = std::make_shared<std::vector<ResourceEntry>>();
+  } else if (entries_.use_count() > 1) {
+    entries_ = std::make_shared<std::vector<ResourceEntry>>(*entries_);
+  }
+  return *entries_;
 }
 
 bool Resources::Contains(const Resources& other) const {
-  for (const ResourceEntry& wanted : other.entries_) {
-    auto have = Find(entries_, wanted.name, wanted.role);
-    if (have == entries_.end() || have->type != wanted.type) {
+  if (entries_ == other.entries_) {
+    return true;
+  }
+  const std::vector<ResourceEntry>& entries = this->entries();
+  for (const ResourceEntry& wanted : other.entries()) {
+    auto have = Find(entries, wanted.name, wanted.role);
+    if (have == entries.end() || have->type != wanted.type) {
       return false;
     }
     switch (wanted.type) {
@@ -698,8 +719,16 @@ absl::Status Resources::Subtract(const Resources& other) {
     return absl::FailedPreconditionError(
         absl::StrCat("'", ToString(), "' does not contain '", other.ToString(), "'"));
   }
-  for (const ResourceEntry& removed : other.entries_) {
-    auto it = FindSlot(entries_, removed.name, removed.role);
+  if (other.empty()) {
+    return absl::OkStatus();
+  }
+  if (entries_ == other.entries_) {
+    entries_.reset();  // Everything is removed.
+    return absl::OkStatus();
+  }
+  std::vector<ResourceEntry>& entries = MutableEntries();
+  for (const ResourceEntry& removed : other.entries()) {
+    auto it = FindSlot(entries, removed.name, removed.role);
     switch (removed.type) {
       case Type::kScalar:
         it->scalar -= removed.scalar;
@@ -716,18 +745,28 @@ absl::Status Resources::Subtract(const Resources& other) {
       }
     }
     if (IsEmptyValue(*it)) {
-      entries_.erase(it);
+      entries.erase(it);
     }
+  }
+  if (entries.empty()) {
+    entries_.reset();
   }
   return absl::OkStatus();
 }
 
 absl::Status Resources::Merge(const Resources& other) {
+  if (other.empty()) {
+    return absl::OkStatus();
+  }
+  if (empty()) {
+    entries_ = other.entries_;  // Canonical already: share it.
+    return absl::OkStatus();
+  }
   // Both sides are canonical, so only AddCanonical can fail (type clash, overflow); working on
   // a copy keeps *this unchanged on failure.
-  std::vector<ResourceEntry> merged = entries_;
-  for (const ResourceEntry& entry : other.entries_) {
-    if (absl::Status status = AddCanonical(merged, entry); !status.ok()) {
+  auto merged = std::make_shared<std::vector<ResourceEntry>>(entries());
+  for (const ResourceEntry& entry : other.entries()) {
+    if (absl::Status status = AddCanonical(*merged, entry); !status.ok()) {
       return status;
     }
   }
@@ -743,7 +782,8 @@ Resources& Resources::operator+=(const Resources& other) {
 
 int64_t Resources::ScalarFixed(std::string_view name) const {
   int64_t total = 0;
-  for (auto it = FindSlot(entries_, name, ""); it != entries_.end() && it->name == name; ++it) {
+  const std::vector<ResourceEntry>& entries = this->entries();
+  for (auto it = FindSlot(entries, name, ""); it != entries.end() && it->name == name; ++it) {
     if (it->type == Type::kScalar && __builtin_add_overflow(total, it->scalar, &total)) {
       return std::numeric_limits<int64_t>::max();
     }
@@ -753,9 +793,9 @@ int64_t Resources::ScalarFixed(std::string_view name) const {
 
 Resources Resources::ReservedFor(std::string_view role) const {
   Resources out;
-  for (const ResourceEntry& entry : entries_) {
+  for (const ResourceEntry& entry : entries()) {
     if (entry.role == role) {
-      out.entries_.push_back(entry);  // Already in canonical order.
+      out.MutableEntries().push_back(entry);  // Already in canonical order.
     }
   }
   return out;
@@ -764,11 +804,11 @@ Resources Resources::ReservedFor(std::string_view role) const {
 Resources Resources::WithRole(std::string_view role) const {
   ABSL_RAW_CHECK(IsValidRole(role), "Resources::WithRole: invalid role");
   Resources out;
-  for (ResourceEntry entry : entries_) {
+  for (ResourceEntry entry : entries()) {
     entry.role = std::string(role);
     // Entries of one name share a type, so the only possible failure is a scalar total past
     // int64 (about 9e15 units of one resource): a bug upstream, as for operator+=.
-    const absl::Status status = AddCanonical(out.entries_, std::move(entry));
+    const absl::Status status = AddCanonical(out.MutableEntries(), std::move(entry));
     ABSL_RAW_CHECK(status.ok(), status.ToString().c_str());
   }
   return out;
@@ -776,7 +816,7 @@ Resources Resources::WithRole(std::string_view role) const {
 
 std::string Resources::ToString() const {
   std::string out;
-  for (const ResourceEntry& entry : entries_) {
+  for (const ResourceEntry& entry : entries()) {
     if (!out.empty()) {
       out += ';';
     }

@@ -10,10 +10,17 @@
 // Canonical form: entries are kept merged (one entry per (name, role)), sorted by name then
 // role, with zero scalars and empty ranges/sets dropped, so equal resources compare equal.
 //
-// Thread rule: value type; not synchronized.
+// Copies are O(1): copies share their entries until one of them is modified (copy on write),
+// because the same value is often held in several places at once (an agent's free pool, the
+// offer made of it, the framework's holding).
+//
+// Thread rule: value type; not synchronized. Distinct values that share entries may be used
+// from different threads (the sharing is reference counted atomically, and a value is copied
+// before it is modified while shared).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -93,16 +100,26 @@ class Resources {
   // REQUIRES: `role` is "*" or a valid role path (see Parse).
   Resources WithRole(std::string_view role) const;
 
-  bool empty() const { return entries_.empty(); }
-  const std::vector<ResourceEntry>& entries() const { return entries_; }
+  bool empty() const { return entries_ == nullptr || entries_->empty(); }
+  const std::vector<ResourceEntry>& entries() const {
+    return entries_ != nullptr ? *entries_ : NoEntries();
+  }
 
   // The canonical text form, which Parse() reads back to an equal value. "" when empty.
   std::string ToString() const;
 
-  friend bool operator==(const Resources&, const Resources&) = default;
+  friend bool operator==(const Resources& a, const Resources& b) {
+    return a.entries_ == b.entries_ || a.entries() == b.entries();
+  }
 
  private:
-  std::vector<ResourceEntry> entries_;  // Canonical: see the header comment.
+  static const std::vector<ResourceEntry>& NoEntries();
+  // The entries, unshared (copied first if another value shares them), for modification.
+  std::vector<ResourceEntry>& MutableEntries();
+
+  // Canonical: see the header comment. Null when empty; shared between copies and never
+  // modified while shared.
+  std::shared_ptr<std::vector<ResourceEntry>> entries_;
 };
 
 }  // namespace rz
