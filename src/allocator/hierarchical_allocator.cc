@@ -1065,13 +1065,17 @@ absl::Status HierarchicalAllocator::AddUsed(const FrameworkId& framework, const 
   return absl::OkStatus();
 }
 
-void HierarchicalAllocator::MarkUsed(const FrameworkId& framework, const AgentId& agent) {
+void HierarchicalAllocator::MarkUsed(const FrameworkId& framework, const AgentId& agent,
+                                     const std::string& role) {
   auto f = framework_index_.find(framework);
   auto a = agent_index_.find(agent);
   if (f == framework_index_.end() || a == agent_index_.end()) {
     return;
   }
   for (const auto& [path, pair] : frameworks_[f->second].pairs) {
+    if (!role.empty() && path != role) {
+      continue;
+    }
     auto held = pairs_[pair].held.find(a->second);
     if (held != pairs_[pair].held.end()) {
       EndOutstanding(pair, held->second);
@@ -1081,7 +1085,7 @@ void HierarchicalAllocator::MarkUsed(const FrameworkId& framework, const AgentId
 
 void HierarchicalAllocator::Recover(const FrameworkId& framework, const AgentId& agent,
                                     const std::string& role, const Resources& resources,
-                                    absl::Time now, absl::Duration refuse_for) {
+                                    absl::Time now, absl::Duration refuse_for, bool ends_offer) {
   // Only what the framework holds on the agent in `role` can come back: a recover for a
   // framework or agent removed meanwhile (which freed everything already) is a no-op.
   auto f = framework_index_.find(framework);
@@ -1108,8 +1112,11 @@ void HierarchicalAllocator::Recover(const FrameworkId& framework, const AgentId&
   ScalarVector all;
   SplitScalars(resources, &unres, &all);
   Account(pair, unres, all, -1);
-  EndOutstanding(pair, held->second);
+  if (ends_offer) {
+    EndOutstanding(pair, held->second);
+  }
   if (held->second.resources.empty()) {
+    EndOutstanding(pair, held->second);  // Nothing left that an offer could hold.
     p.held.erase(held);
     std::vector<uint32_t>& holders = agents_[a->second].holders;
     holders.erase(std::remove(holders.begin(), holders.end(), pair), holders.end());

@@ -175,17 +175,20 @@ class HierarchicalAllocator {
                        const Resources& resources);
 
   // Offered resources now used by tasks: they stay allocated but no longer count toward the
-  // framework's outstanding offers. Unknown ids are ignored.
-  void MarkUsed(const FrameworkId& framework, const AgentId& agent);
+  // framework's outstanding offers on `agent` in `role` (every role when empty). Unknown ids
+  // are ignored.
+  void MarkUsed(const FrameworkId& framework, const AgentId& agent, const std::string& role = "");
 
   // Returns `resources` (held by `framework` on `agent` in `role`) to the free pool. If
   // `refuse_for` is positive they are not offered to `framework` in `role` again before
   // max(now + refuse_for, the next cycle): a filter blocks only offers that are a subset of
   // what was refused. Only what the framework holds can be recovered; anything else is
-  // ignored, so this never fails. Also ends the framework's outstanding offer on `agent`.
+  // ignored, so this never fails. With `ends_offer` (resources of a declined, rescinded or
+  // partly used offer) it also ends the framework's outstanding offer on `agent` in `role`;
+  // resources of a finished task pass false.
   void Recover(const FrameworkId& framework, const AgentId& agent, const std::string& role,
                const Resources& resources, absl::Time now,
-               absl::Duration refuse_for = absl::ZeroDuration());
+               absl::Duration refuse_for = absl::ZeroDuration(), bool ends_offer = true);
 
   // Suppress stops offers to `framework` in `roles` (empty: all its roles) until Revive, which
   // also clears the filters of those roles. NotFound if unknown; InvalidArgument for a role

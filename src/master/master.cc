@@ -392,7 +392,7 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
     allocator_.Recover(framework->id, agent_id, role, available, loop_.clock().Now(),
                        RefuseFor(request.filters(), options_.default_refuse));
   } else {
-    allocator_.MarkUsed(framework->id, agent_id);
+    allocator_.MarkUsed(framework->id, agent_id, role);
   }
   TriggerAllocation();
   PublishSoon();
@@ -997,7 +997,8 @@ void Master::UpdateTaskState(Task& task, const v1::TaskStatus& status) {
   task.terminal = IsTerminal(status.state());
   if (task.terminal && !was_terminal) {
     allocator_.Recover(FrameworkId(task.proto.framework_id()), AgentId(task.proto.agent_id()),
-                       task.proto.role(), task.resources, loop_.clock().Now());
+                       task.proto.role(), task.resources, loop_.clock().Now(), absl::ZeroDuration(),
+                       /*ends_offer=*/false);
     TriggerAllocation();
   }
 }

@@ -397,6 +397,28 @@ TEST(HierarchicalAllocatorTest, MaxOutstandingOffersCapsOffers) {
   EXPECT_THAT(Show(allocator.Allocate(kT0 + 2 * kInterval)), ElementsAre("fw@s2/r=cpus:1;mem:512"));
 }
 
+TEST(HierarchicalAllocatorTest, AFinishingTaskDoesNotEndAnOutstandingOffer) {
+  HierarchicalAllocator allocator;
+  ASSERT_OK(allocator.AddAgent(AgentId("s1"), Res("cpus:2;mem:1024")));
+  ASSERT_OK(allocator.AddAgent(AgentId("s2"), Res("cpus:1;mem:512")));
+  FrameworkOptions options = In({"r"});
+  options.max_outstanding_offers = 1;
+  ASSERT_OK(allocator.AddFramework(FrameworkId("fw"), std::move(options)));
+  // A task of fw already runs on s1; s1's rest is offered.
+  ASSERT_OK(allocator.AddUsed(FrameworkId("fw"), AgentId("s1"), "r", Res("cpus:1;mem:512")));
+  EXPECT_THAT(Show(allocator.Allocate(kT0)), ElementsAre("fw@s1/r=cpus:1;mem:512"));
+  // The task ends while the offer is still out: the cap still holds.
+  allocator.Recover(FrameworkId("fw"), AgentId("s1"), "r", Res("cpus:1;mem:512"), kT0,
+                    absl::ZeroDuration(), /*ends_offer=*/false);
+  EXPECT_THAT(allocator.Allocate(kT0 + kInterval), IsEmpty());
+  // Declining the offer ends it; s1 now has more free than was declined, so it is offered
+  // again, and the cap of one keeps s2 back.
+  allocator.Recover(FrameworkId("fw"), AgentId("s1"), "r", Res("cpus:1;mem:512"), kT0 + kInterval,
+                    absl::Hours(1));
+  EXPECT_THAT(Show(allocator.Allocate(kT0 + 2 * kInterval)),
+              ElementsAre("fw@s1/r=cpus:2;mem:1024"));
+}
+
 // fw1 holds gpus:1 and cpus:0.5; fw2 holds cpus:1. Counting gpus, fw1's share is 1 (the only
 // GPU); without them it is 0.5/3.
 std::string WinnerOfTheLeftover(AllocatorOptions options) {
