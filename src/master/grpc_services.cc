@@ -106,9 +106,11 @@ grpc::ServerUnaryReactor* SchedulerService::PostCall(
     grpc::CallbackServerContext* context, const Request* request,
     absl::Status (Master::*method)(const Request&)) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  // `request` and `reactor` stay valid until Finish(), which the loop calls.
-  loop_.Post([this, request, reactor, method] {
-    reactor->Finish(ToGrpcStatus((master_.*method)(*request)));
+  // `request` and `reactor` stay valid until Finish(), which the loop calls. The master is
+  // captured by reference rather than through `this`: GCC 12 miscompiles `this` captured by a
+  // lambda in a member template under -fsanitize=undefined.
+  loop_.Post([&master = master_, request, reactor, method] {
+    reactor->Finish(ToGrpcStatus((master.*method)(*request)));
   });
   return reactor;
 }
