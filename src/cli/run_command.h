@@ -48,5 +48,4 @@ std::string DefaultTaskName(const std::vector<std::string>& args);
 // The exit code `rz run` reports for a terminal status (see the header comment).
 int ExitCodeForStatus(const rz::v1::TaskStatus& status);
 
-
 }  // namespace rz::cli

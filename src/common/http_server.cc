@@ -59,8 +59,8 @@ absl::StatusOr<int> HttpServer::Start(const std::string& host, int port) {
     auto path_it = routes_.find(req.path);
     if (path_it == routes_.end()) {
       Write({.status = 404,
-             .body = ErrorJson(absl::NotFoundError(
-                 absl::StrCat("no such endpoint '", req.path, "'")))},
+             .body =
+                 ErrorJson(absl::NotFoundError(absl::StrCat("no such endpoint '", req.path, "'")))},
             res);
       return;
     }

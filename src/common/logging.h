@@ -14,8 +14,8 @@ void InitLogging(const char* argv0);
 
 // CHECK-fails with the status message unless `expr` is OK. For what cannot fail unless there is
 // a bug; untrusted input gets a Status path instead.
-#define RZ_CHECK_OK(expr)                                  \
-  do {                                                     \
-    const ::absl::Status rz_check_status_ = (expr);        \
-    CHECK(rz_check_status_.ok()) << rz_check_status_;      \
+#define RZ_CHECK_OK(expr)                             \
+  do {                                                \
+    const ::absl::Status rz_check_status_ = (expr);   \
+    CHECK(rz_check_status_.ok()) << rz_check_status_; \
   } while (false)

@@ -16,10 +16,10 @@ HttpResponse ProtoJsonResponse(const google::protobuf::Message& message) {
   std::string body;
   if (auto status = google::protobuf::util::MessageToJsonString(message, &body, options);
       !status.ok()) {
-    return HttpResponse{.status = 500,
-                        .body = ErrorJson(absl::InternalError(
-                            absl::StrCat("cannot render ", message.GetTypeName(), " as JSON: ",
-                                         status.ToString())))};
+    return HttpResponse{
+        .status = 500,
+        .body = ErrorJson(absl::InternalError(absl::StrCat("cannot render ", message.GetTypeName(),
+                                                           " as JSON: ", status.ToString())))};
   }
   return HttpResponse{.body = std::move(body)};
 }

@@ -51,9 +51,9 @@ struct ResourceEntry {
   std::string name;
   std::string role = kDefaultRole;  // Reservation role; "*" when unreserved.
   Type type = Type::kScalar;
-  int64_t scalar = 0;               // kScalar: fixed point.
-  std::vector<ValueRange> ranges;   // kRanges: sorted, disjoint, non-adjacent.
-  std::vector<std::string> items;   // kSet: sorted, unique.
+  int64_t scalar = 0;              // kScalar: fixed point.
+  std::vector<ValueRange> ranges;  // kRanges: sorted, disjoint, non-adjacent.
+  std::vector<std::string> items;  // kSet: sorted, unique.
 
   friend bool operator==(const ResourceEntry&, const ResourceEntry&) = default;
 };

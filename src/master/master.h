@@ -245,5 +245,4 @@ class Master {
   std::shared_ptr<const v1::Roles> roles_snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
 };
 
-
 }  // namespace rz::master

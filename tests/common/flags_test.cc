@@ -1,7 +1,8 @@
+#include "common/flags.h"
+
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "common/flags.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -1,7 +1,8 @@
+#include "common/worker_pool.h"
+
 #include <atomic>
 
 #include "absl/synchronization/blocking_counter.h"
-#include "common/worker_pool.h"
 #include "gtest/gtest.h"
 
 namespace rz {

@@ -54,14 +54,14 @@ class ClusterTest : public ::testing::Test {
     master_ = std::make_unique<master::MasterDaemon>(master_options);
     ASSERT_TRUE(master_->Start().ok());
 
-    agent_ = std::make_unique<agent::AgentDaemon>(agent::AgentDaemonOptions{
-        .master = master_->grpc_address(),
-        .ip = "127.0.0.1",
-        .hostname = "127.0.0.1",
-        .http_port = 0,
-        .work_dir = work_dir_,
-        .resources = *Resources::Parse("cpus:2;mem:1024"),
-        .default_kill_grace_period = absl::Seconds(2)});
+    agent_ = std::make_unique<agent::AgentDaemon>(
+        agent::AgentDaemonOptions{.master = master_->grpc_address(),
+                                  .ip = "127.0.0.1",
+                                  .hostname = "127.0.0.1",
+                                  .http_port = 0,
+                                  .work_dir = work_dir_,
+                                  .resources = *Resources::Parse("cpus:2;mem:1024"),
+                                  .default_kill_grace_period = absl::Seconds(2)});
     ASSERT_TRUE(agent_->Start().ok());
     ASSERT_TRUE(WaitFor([&] {
       auto state = master_->master().snapshot();
@@ -175,8 +175,8 @@ TEST_F(ClusterTest, ATaskRunsToFinishedAndItsAcknowledgementReachesTheAgent) {
 
   // The task's stdout is in its sandbox, served by the agent.
   httplib::Client client(offer.agent_http_address());
-  auto response = client.Get(
-      "/files/read?framework_id=" + scheduler_->framework_id().value() + "&task_id=t1&path=stdout");
+  auto response = client.Get("/files/read?framework_id=" + scheduler_->framework_id().value() +
+                             "&task_id=t1&path=stdout");
   ASSERT_TRUE(response);
   EXPECT_EQ(response->status, 200);
   EXPECT_EQ(response->body, "hi\n");
@@ -206,9 +206,8 @@ TEST_F(ClusterTest, AKilledTaskEndsKilled) {
 TEST_F(ClusterTest, AnAcceptNamingAnUnknownOfferDropsTheTask) {
   NextOffer();
   ASSERT_TRUE(scheduler_->Launch({OfferId("no-such-offer")}, {ShellTask("t4", "true")}).ok());
-  std::optional<v1::Event> event = NextEventWhere([](const v1::Event& e) {
-    return e.has_update() && e.update().status().task_id() == "t4";
-  });
+  std::optional<v1::Event> event = NextEventWhere(
+      [](const v1::Event& e) { return e.has_update() && e.update().status().task_id() == "t4"; });
   ASSERT_TRUE(event.has_value());
   EXPECT_EQ(event->update().status().state(), v1::TASK_DROPPED);
   EXPECT_EQ(event->update().status().reason(), v1::TaskStatus::REASON_INVALID_OFFERS);
