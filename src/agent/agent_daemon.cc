@@ -7,23 +7,12 @@
 #include "absl/strings/str_cat.h"
 #include "agent/http_api.h"
 #include "common/file_util.h"
+#include "common/host.h"
 #include "common/version.h"
 #include "glog/logging.h"
 #include "nlohmann/json.hpp"
 
 namespace rz::agent {
-namespace {
-
-std::string LocalHostname() {
-  char name[256] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') {
-    return "localhost";
-  }
-  return name;
-}
-
-}  // namespace
-
 AgentDaemon::AgentDaemon(AgentDaemonOptions options)
     : options_(std::move(options)), launcher_(PosixLauncher::CurrentProcessOptions()) {}
 

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace rz::allocator {
 namespace {
@@ -542,6 +543,35 @@ void HierarchicalAllocator::ChangeReserved(Agent& agent, const Resources& resour
   }
 }
 
+uint32_t HierarchicalAllocator::PairOf(uint32_t framework, const std::string& role) const {
+  for (const auto& [path, pair] : frameworks_[framework].pairs) {
+    if (path == role) {
+      return pair;
+    }
+  }
+  return kNone;
+}
+
+absl::Status HierarchicalAllocator::FindPairOnAgent(const FrameworkId& framework,
+                                                    const AgentId& agent, const std::string& role,
+                                                    uint32_t* pair, uint32_t* agent_index) const {
+  auto f = framework_index_.find(framework);
+  if (f == framework_index_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown framework '", framework.value(), "'"));
+  }
+  auto a = agent_index_.find(agent);
+  if (a == agent_index_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown agent '", agent.value(), "'"));
+  }
+  *pair = PairOf(f->second, role);
+  if (*pair == kNone) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("framework '", framework.value(), "' is not in role '", role, "'"));
+  }
+  *agent_index = a->second;
+  return absl::OkStatus();
+}
+
 void HierarchicalAllocator::EndOutstanding(uint32_t pair, Holding& holding) {
   if (holding.outstanding == 0) {
     return;
@@ -705,24 +735,9 @@ absl::Status HierarchicalAllocator::UnreserveFree(const AgentId& agent, const Re
 absl::Status HierarchicalAllocator::UpdateAllocation(const FrameworkId& framework,
                                                      const AgentId& agent, const std::string& role,
                                                      const Resources& from, const Resources& to) {
-  auto f = framework_index_.find(framework);
-  if (f == framework_index_.end()) {
-    return absl::NotFoundError(absl::StrCat("unknown framework '", framework.value(), "'"));
-  }
-  auto a = agent_index_.find(agent);
-  if (a == agent_index_.end()) {
-    return absl::NotFoundError(absl::StrCat("unknown agent '", agent.value(), "'"));
-  }
   uint32_t pair = kNone;
-  for (const auto& [path, p] : frameworks_[f->second].pairs) {
-    if (path == role) {
-      pair = p;
-    }
-  }
-  if (pair == kNone) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("framework '", framework.value(), "' is not in role '", role, "'"));
-  }
+  uint32_t agent_index = 0;
+  RZ_RETURN_IF_ERROR(FindPairOnAgent(framework, agent, role, &pair, &agent_index));
   for (const ResourceEntry& entry : to.entries()) {
     if (entry.role != kDefaultRole && !IsValidRole(entry.role)) {
       return absl::InvalidArgumentError(absl::StrCat("invalid role '", entry.role, "'"));
@@ -733,13 +748,13 @@ absl::Status HierarchicalAllocator::UpdateAllocation(const FrameworkId& framewor
                                                    to.ToString(), "' would change quantities"));
   }
   Pair& p = pairs_[pair];
-  auto held = p.held.find(a->second);
+  auto held = p.held.find(agent_index);
   if (held == p.held.end() || !held->second.resources.Contains(from)) {
     return absl::FailedPreconditionError(absl::StrCat("framework '", framework.value(),
                                                       "' does not hold '", from.ToString(),
                                                       "' on agent '", agent.value(), "'"));
   }
-  Agent& ag = agents_[a->second];
+  Agent& ag = agents_[agent_index];
   ScalarVector unres_from;
   ScalarVector all_from;
   ScalarVector unres_to;
@@ -1026,25 +1041,10 @@ absl::StatusOr<std::vector<uint32_t>> HierarchicalAllocator::PairsFor(
 
 absl::Status HierarchicalAllocator::AddUsed(const FrameworkId& framework, const AgentId& agent,
                                             const std::string& role, const Resources& resources) {
-  auto f = framework_index_.find(framework);
-  if (f == framework_index_.end()) {
-    return absl::NotFoundError(absl::StrCat("unknown framework '", framework.value(), "'"));
-  }
-  auto a = agent_index_.find(agent);
-  if (a == agent_index_.end()) {
-    return absl::NotFoundError(absl::StrCat("unknown agent '", agent.value(), "'"));
-  }
   uint32_t pair = kNone;
-  for (const auto& [path, p] : frameworks_[f->second].pairs) {
-    if (path == role) {
-      pair = p;
-    }
-  }
-  if (pair == kNone) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("framework '", framework.value(), "' is not in role '", role, "'"));
-  }
-  Agent& ag = agents_[a->second];
+  uint32_t agent_index = 0;
+  RZ_RETURN_IF_ERROR(FindPairOnAgent(framework, agent, role, &pair, &agent_index));
+  Agent& ag = agents_[agent_index];
   if (!ag.free.Contains(resources)) {
     return absl::FailedPreconditionError(
         absl::StrCat("agent '", agent.value(), "' has not '", resources.ToString(), "' free"));
@@ -1052,7 +1052,7 @@ absl::Status HierarchicalAllocator::AddUsed(const FrameworkId& framework, const 
   (void)ag.free.Subtract(resources);
   RefreshAgentFree(ag);
   Pair& p = pairs_[pair];
-  auto [held, inserted] = p.held.try_emplace(a->second);
+  auto [held, inserted] = p.held.try_emplace(agent_index);
   held->second.resources += resources;
   if (inserted) {
     ag.holders.push_back(pair);
@@ -1093,12 +1093,7 @@ void HierarchicalAllocator::Recover(const FrameworkId& framework, const AgentId&
   if (f == framework_index_.end() || a == agent_index_.end()) {
     return;
   }
-  uint32_t pair = kNone;
-  for (const auto& [path, p] : frameworks_[f->second].pairs) {
-    if (path == role) {
-      pair = p;
-    }
-  }
+  const uint32_t pair = PairOf(f->second, role);
   if (pair == kNone) {
     return;
   }

@@ -419,6 +419,13 @@ class HierarchicalAllocator {
   void ReturnToAgent(uint32_t agent, const Resources& resources);
   void ChangeReserved(Agent& agent, const Resources& resources, int sign);
   void EndOutstanding(uint32_t pair, Holding& holding);
+  // The (framework, role) pair of `framework` in `role`, or kNone.
+  uint32_t PairOf(uint32_t framework, const std::string& role) const;
+  // The pair of `framework` in `role` and the index of `agent`: NotFound for an unknown id,
+  // InvalidArgument when the framework is not in `role`.
+  absl::Status FindPairOnAgent(const FrameworkId& framework, const AgentId& agent,
+                               const std::string& role, uint32_t* pair,
+                               uint32_t* agent_index) const;
   void DropHolding(uint32_t pair, uint32_t agent);
 
   // Frameworks.

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "cli/master_client.h"
+#include "common/host.h"
 #include "common/ids.h"
 #include "common/random_id.h"
 #include "common/resources.h"
@@ -153,14 +154,6 @@ absl::Status CopySandboxFile(const std::string& agent_http, const FrameworkId& f
   return absl::OkStatus();
 }
 
-std::string OwnHostname() {
-  char buffer[256] = {};
-  if (gethostname(buffer, sizeof(buffer) - 1) != 0) {
-    return "";
-  }
-  return buffer;
-}
-
 // One run of one task; owns the scheduler client for its lifetime.
 class TaskRun {
  public:
@@ -176,7 +169,7 @@ class TaskRun {
     info.add_roles(options_.role);
     info.set_user(options_.user);
     info.set_failover_timeout_seconds(0);
-    info.set_hostname(OwnHostname());
+    info.set_hostname(LocalHostname());
     client_ = std::make_unique<scheduler::SchedulerClient>(options_.master, info);
     if (absl::Status status = client_->Subscribe(kSubscribeTimeout); !status.ok()) {
       Say(std::string(status.message()));

@@ -4,24 +4,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/host.h"
 #include "common/version.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
 
 namespace rz::master {
-namespace {
-
-std::string LocalHostname() {
-  char name[256] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0) {
-    return "localhost";
-  }
-  return name;
-}
-
-}  // namespace
-
 MasterDaemon::MasterDaemon(MasterDaemonOptions options) : options_(std::move(options)) {}
 
 MasterDaemon::~MasterDaemon() { Stop(); }
