@@ -1,6 +1,10 @@
 #include "agent/agent.h"
 
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
@@ -9,6 +13,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "agent/fetcher.h"
+#include "agent/gc.h"
+#include "agent/health_checker.h"
 #include "agent/sandbox.h"
 #include "common/random_id.h"
 #include "common/resources_proto.h"
@@ -52,20 +60,112 @@ std::string ValidateTask(const rz::v1::FrameworkInfo& framework,
     return task_info.command().shell() ? "task has an empty shell command"
                                        : "task command has no executable";
   }
+  if (task_info.has_health_check()) {
+    if (absl::Status status = ValidateHealthCheck(task_info.health_check()); !status.ok()) {
+      return std::string(status.message());
+    }
+  }
+  for (const auto& [name, value] : task_info.limits()) {
+    if (name != "cpus" && name != "mem" && name != "pids") {
+      return absl::StrCat("limits: unknown resource '", name, "' (cpus, mem or pids)");
+    }
+    if (!(value > 0)) {
+      return absl::StrCat("limits: ", name, " must be positive, not ", value);
+    }
+  }
   return "";
+}
+
+double ScalarOf(const rz::v1::TaskInfo& info, const std::string& name) {
+  double total = 0;
+  for (const rz::v1::Resource& resource : info.resources()) {
+    if (resource.name() == name && resource.has_scalar()) {
+      total += resource.scalar();
+    }
+  }
+  return total;
+}
+
+// PORTS=31000,31001 and PORT0, PORT1, ... for the task's port ranges.
+std::vector<std::pair<std::string, std::string>> PortEnvironment(const rz::v1::TaskInfo& info) {
+  std::vector<uint64_t> ports;
+  for (const rz::v1::Resource& resource : info.resources()) {
+    if (resource.name() != "ports" || !resource.has_ranges()) {
+      continue;
+    }
+    for (const rz::v1::Range& range : resource.ranges().range()) {
+      for (uint64_t port = range.begin(); port <= range.end() && ports.size() < 1024; ++port) {
+        ports.push_back(port);
+      }
+    }
+  }
+  std::vector<std::pair<std::string, std::string>> environment;
+  if (ports.empty()) {
+    return environment;
+  }
+  environment.emplace_back("PORTS", absl::StrJoin(ports, ","));
+  for (size_t i = 0; i < ports.size(); ++i) {
+    environment.emplace_back(absl::StrCat("PORT", i), absl::StrCat(ports[i]));
+  }
+  return environment;
+}
+
+struct UserIds {
+  uid_t uid;
+  gid_t gid;
+};
+
+absl::StatusOr<UserIds> LookUpUser(const std::string& user) {
+  std::vector<char> buffer(16384);
+  struct passwd entry;
+  struct passwd* found = nullptr;
+  const int rc = ::getpwnam_r(user.c_str(), &entry, buffer.data(), buffer.size(), &found);
+  if (rc != 0) {
+    return absl::InternalError(absl::StrCat("looking up user '", user, "': ", std::strerror(rc)));
+  }
+  if (found == nullptr) {
+    return absl::NotFoundError(absl::StrCat("unknown user '", user, "'"));
+  }
+  return UserIds{entry.pw_uid, entry.pw_gid};
+}
+
+void AddStatistics(rz::v1::ResourceStatistics& total, const rz::v1::ResourceStatistics& s) {
+  total.set_cpus_user_time_secs(total.cpus_user_time_secs() + s.cpus_user_time_secs());
+  total.set_cpus_system_time_secs(total.cpus_system_time_secs() + s.cpus_system_time_secs());
+  total.set_cpus_limit(total.cpus_limit() + s.cpus_limit());
+  total.set_cpus_nr_periods(total.cpus_nr_periods() + s.cpus_nr_periods());
+  total.set_cpus_nr_throttled(total.cpus_nr_throttled() + s.cpus_nr_throttled());
+  total.set_cpus_throttled_time_secs(total.cpus_throttled_time_secs() +
+                                     s.cpus_throttled_time_secs());
+  total.set_mem_rss_bytes(total.mem_rss_bytes() + s.mem_rss_bytes());
+  total.set_mem_cache_bytes(total.mem_cache_bytes() + s.mem_cache_bytes());
+  total.set_mem_usage_bytes(total.mem_usage_bytes() + s.mem_usage_bytes());
+  total.set_mem_peak_bytes(total.mem_peak_bytes() + s.mem_peak_bytes());
+  total.set_mem_limit_bytes(total.mem_limit_bytes() + s.mem_limit_bytes());
+  total.set_processes(total.processes() + s.processes());
+  total.set_pids_limit(total.pids_limit() + s.pids_limit());
 }
 
 }  // namespace
 
-Agent::Agent(AgentOptions options, EventLoop& loop, Launcher& launcher, BlockingRunner run_blocking,
-             MasterConnection& master, StateSnapshot& snapshot)
+Agent::Agent(AgentOptions options, EventLoop& loop, Containerizer& containerizer,
+             BlockingRunner run_blocking, CheckpointWriter checkpoint, MasterConnection& master,
+             StateSnapshot& snapshot, Fetcher* fetcher, SandboxGc* gc)
     : options_(std::move(options)),
       loop_(loop),
-      launcher_(launcher),
+      containerizer_(containerizer),
       run_blocking_(std::move(run_blocking)),
+      checkpoint_(std::move(checkpoint)),
       master_(master),
       snapshot_(snapshot),
+      fetcher_(fetcher),
+      gc_(gc),
       start_time_(ToSeconds(loop.clock().Now())) {}
+
+Agent::~Agent() {
+  *alive_ = false;
+  loop_.CancelTimer(usage_timer_);
+}
 
 void Agent::Start() {
   DCHECK(loop_.IsLoopThread());
@@ -97,6 +197,152 @@ rz::v1::AgentInfo Agent::Info() const {
   return info;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Recovery
+
+Containerizer::ExitCallback Agent::ExitCallbackFor(const std::string& container_id) {
+  // Recovery runs before the agent knows which task owns the container; the callback finds the
+  // task by container id once on the loop.
+  return [this, container_id](Termination termination) {
+    loop_.Post([this, container_id, termination = std::move(termination)] {
+      if (recovering_) {
+        early_recovered_exits_[container_id] = termination;
+        return;
+      }
+      for (auto& [key, record] : tasks_) {
+        if (record.container_id == container_id) {
+          OnExited(key, record.launch_id, termination);
+          return;
+        }
+      }
+      VLOG(1) << "exit of unknown recovered container " << container_id;
+    });
+  };
+}
+
+void Agent::Recover(RecoveryInput input) {
+  DCHECK(loop_.IsLoopThread());
+  Recovered& checkpoint = input.checkpoint;
+  for (const std::string& skipped : checkpoint.skipped) {
+    LOG(WARNING) << "checkpoint: skipped " << skipped;
+  }
+  if (checkpoint.agent.has_value()) {
+    id_ = AgentId(checkpoint.agent->info().id());
+  }
+  next_sequence_ = checkpoint.max_sequence + 1;
+  for (auto& [framework_id, framework] : checkpoint.frameworks) {
+    frameworks_[framework_id] = framework;
+  }
+
+  CheckpointBatch cleanup;
+  for (auto& [key, recovered] : checkpoint.tasks) {
+    if (!frameworks_.contains(key.first)) {
+      LOG(WARNING) << "checkpoint: task " << key.second << " has no framework; dropping it";
+      cleanup.DeleteTask(key.first, key.second);
+      continue;
+    }
+    rz::v1::TaskCheckpoint& saved = recovered.checkpoint;
+    TaskRecord& record = tasks_[key];
+    record.launch_id = next_launch_id_++;
+    record.task = saved.task();
+    record.task.set_agent_id(id_.value());
+    record.info = saved.info();
+    record.container_id = saved.container_id();
+    record.group_id = saved.group_id();
+    record.retry_backoff = options_.status_update_retry_initial;
+    for (auto& [sequence, status] : recovered.pending_updates) {
+      record.unacknowledged.push_back({.sequence = sequence, .durable = true, .status = status});
+    }
+    const rz::v1::TaskState state = record.task.state();
+    if (IsTerminal(state)) {
+      record.phase = Phase::kTerminal;
+      if (record.unacknowledged.empty()) {
+        // Acknowledged before the crash, deleted after: finish the job.
+        CompleteTask(key);
+      }
+      continue;
+    }
+    auto container = record.container_id.empty()
+                         ? input.containers.end()
+                         : input.containers.find(record.container_id);
+    if (container == input.containers.end()) {
+      // No trace of a container: the launch never got that far.
+      record.phase = Phase::kTerminal;
+      Update(record, rz::v1::TASK_FAILED, TaskStatus::REASON_AGENT_RESTARTED,
+             "the agent restarted before the task's container started");
+      continue;
+    }
+    RecoveredContainer& found = container->second;
+    if (auto early = early_recovered_exits_.find(record.container_id);
+        early != early_recovered_exits_.end()) {
+      found.state = RecoveredContainer::State::kExited;  // It ended during recovery.
+      found.termination = early->second;
+    }
+    if (found.state == RecoveredContainer::State::kRunning) {
+      if (!record.task.user().empty() || options_.can_switch_user) {
+        // Health checks run as the task's user. Recovery runs once, before the agent serves.
+        if (absl::StatusOr<std::string> user = ResolveUser(record.task);
+            user.ok() && !user->empty()) {
+          if (absl::StatusOr<UserIds> ids = LookUpUser(*user); ids.ok()) {
+            record.uid = ids->uid;
+            record.gid = ids->gid;
+          }
+        }
+      }
+      record.container_running = true;
+      record.pid = found.pid;
+      record.phase = state == rz::v1::TASK_KILLING ? Phase::kKilling : Phase::kRunning;
+      LOG(INFO) << "recovered task " << key.second << " of framework " << key.first
+                << " running in container " << record.container_id << " (pid " << found.pid
+                << ")";
+      if (record.phase == Phase::kKilling) {
+        // The kill was under way: deliver it again, with a fresh grace period.
+        record.phase = Phase::kRunning;
+        KillTask(key, nullptr);
+      } else if (state == rz::v1::TASK_STARTING) {
+        Update(record, rz::v1::TASK_RUNNING, TaskStatus::REASON_UNSPECIFIED, "");
+        StartHealthCheck(key, record);
+      } else {
+        StartHealthCheck(key, record);
+      }
+      continue;
+    }
+    record.phase = state == rz::v1::TASK_KILLING ? Phase::kKilling : Phase::kRunning;
+    LOG(INFO) << "task " << key.second << " of framework " << key.first
+              << " ended while the agent was down";
+    HandleExit(key, record, found.termination);
+  }
+  if (!cleanup.empty()) {
+    Persist(std::move(cleanup));
+  }
+  // Frameworks without tasks are not needed any more.
+  for (auto it = frameworks_.begin(); it != frameworks_.end();) {
+    const FrameworkId framework_id = it->first;
+    const bool used = std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& entry) {
+      return entry.first.first == framework_id;
+    });
+    if (used) {
+      ++it;
+      continue;
+    }
+    CheckpointBatch batch;
+    batch.DeleteFramework(framework_id);
+    Persist(std::move(batch));
+    it = frameworks_.erase(it);
+  }
+  early_recovered_exits_.clear();
+  recovering_ = false;
+  LOG_IF(INFO, !id_.empty()) << "recovered agent " << id_ << " with " << tasks_.size()
+                             << " active tasks";
+  if (options_.usage_interval > absl::ZeroDuration()) {
+    usage_timer_ = loop_.PostAfter(options_.usage_interval, [this] { SampleUsage(); });
+  }
+  MarkDirty();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The master link
+
 void Agent::OnMasterConnected() {
   DCHECK(loop_.IsLoopThread());
   connected_ = true;
@@ -108,7 +354,9 @@ void Agent::OnMasterConnected() {
   // yet terminal plus the terminal ones whose final update the framework has not acknowledged.
   if (!id_.empty()) {
     for (const auto& [key, record] : tasks_) {
-      *reg->add_tasks() = record.task;
+      rz::v1::Task* task = reg->add_tasks();
+      *task = record.task;
+      task->clear_statistics();
     }
     for (const auto& [framework_id, framework] : frameworks_) {
       *reg->add_frameworks() = framework;
@@ -143,8 +391,16 @@ void Agent::OnMasterMessage(const rz::v1::MasterMessage& message) {
       HandleRegistered(message.registered());
       break;
     case rz::v1::MasterMessage::kRunTask:
-      RunTask(message.run_task().framework(), message.run_task().task());
+      RunTasks(message.run_task().framework(), {&message.run_task().task()});
       break;
+    case rz::v1::MasterMessage::kRunTaskGroup: {
+      std::vector<const rz::v1::TaskInfo*> tasks;
+      for (const rz::v1::TaskInfo& task : message.run_task_group().tasks()) {
+        tasks.push_back(&task);
+      }
+      RunTasks(message.run_task_group().framework(), tasks);
+      break;
+    }
     case rz::v1::MasterMessage::kKillTask: {
       const auto& kill = message.kill_task();
       KillTask({FrameworkId(kill.framework_id()), TaskId(kill.task_id())},
@@ -183,10 +439,18 @@ void Agent::HandleRegistered(const rz::v1::MasterMessage::Registered& registered
     LOG(WARNING) << "the master changed this agent's id from " << id_ << " to '"
                  << registered.agent_id() << "'";
   }
+  const bool new_id = id_.value() != registered.agent_id();
   id_ = AgentId(registered.agent_id());
   registered_ = true;
   LOG(INFO) << "registered as agent " << id_ << " with master " << options_.master_address << " ("
             << tasks_.size() << " active tasks)";
+  if (new_id) {
+    rz::v1::AgentCheckpoint agent;
+    *agent.mutable_info() = Info();
+    CheckpointBatch batch;
+    batch.PutAgent(agent);
+    Persist(std::move(batch));
+  }
   // Every unacknowledged head goes out again on the new stream; the old one may have lost it.
   for (auto& [key, record] : tasks_) {
     record.task.set_agent_id(id_.value());
@@ -195,22 +459,36 @@ void Agent::HandleRegistered(const rz::v1::MasterMessage::Registered& registered
   }
 }
 
-void Agent::RunTask(const rz::v1::FrameworkInfo& framework, const rz::v1::TaskInfo& task_info) {
-  const TaskKey key{FrameworkId(framework.id()), TaskId(task_info.task_id())};
-  if (task_info.task_id().empty() || tasks_.contains(key)) {
-    SendUntrackedError(framework, task_info,
-                       task_info.task_id().empty()
-                           ? "task has no id"
-                           : absl::StrCat("task '", task_info.task_id(), "' of framework '",
-                                          framework.id(), "' already exists on this agent"));
-    return;
-  }
+// ---------------------------------------------------------------------------------------------
+// Launching
 
+absl::StatusOr<std::string> Agent::ResolveUser(const rz::v1::Task& task) const {
+  if (!options_.can_switch_user) {
+    if (!task.user().empty() && task.user() != options_.agent_user) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot run the task as user '", task.user(),
+                       "': this agent runs as '", options_.agent_user,
+                       "' and cannot switch users"));
+    }
+    return std::string();
+  }
+  const std::string user = task.user().empty() ? options_.default_task_user : task.user();
+  if (!options_.allow_root_tasks && (user == "root" || user == "0")) {
+    return absl::PermissionDeniedError(
+        "tasks may not run as root on this agent (see --allow_root_tasks)");
+  }
+  return user;
+}
+
+Agent::TaskRecord* Agent::AddTask(const rz::v1::FrameworkInfo& framework,
+                                  const rz::v1::TaskInfo& task_info, const std::string& group_id) {
+  const TaskKey key{FrameworkId(framework.id()), TaskId(task_info.task_id())};
   frameworks_[key.first] = framework;
   TaskRecord& record = tasks_[key];
   record.launch_id = next_launch_id_++;
   record.retry_backoff = options_.status_update_retry_initial;
-  record.kill_policy = task_info.kill_policy();
+  record.info = task_info;
+  record.group_id = group_id;
   rz::v1::Task& task = record.task;
   task.set_task_id(task_info.task_id());
   task.set_name(task_info.name());
@@ -224,81 +502,216 @@ void Agent::RunTask(const rz::v1::FrameworkInfo& framework, const rz::v1::TaskIn
       break;
     }
   }
-  const std::string user =
-      task_info.command().user().empty() ? framework.user() : task_info.command().user();
-  task.set_user(user);
+  task.set_user(task_info.command().user().empty() ? framework.user()
+                                                   : task_info.command().user());
   *task.mutable_command() = task_info.command();
   *task.mutable_labels() = task_info.labels();
+  task.set_group_id(group_id);
+  return &record;
+}
 
-  if (std::string problem = ValidateTask(framework, task_info); !problem.empty()) {
-    LOG(WARNING) << "rejecting task " << key.second << " of framework " << key.first << ": "
-                 << problem;
-    record.phase = Phase::kTerminal;
-    Update(record, rz::v1::TASK_ERROR, TaskStatus::REASON_TASK_INVALID, std::move(problem));
+void Agent::RunTasks(const rz::v1::FrameworkInfo& framework,
+                     const std::vector<const rz::v1::TaskInfo*>& tasks) {
+  if (tasks.empty()) {
+    LOG(WARNING) << "ignoring an empty task group of framework " << framework.id();
     return;
   }
+  // A group is launched whole or not at all: any invalid member fails every member.
+  std::string group_problem;
+  std::set<std::string> ids;
+  for (const rz::v1::TaskInfo* task_info : tasks) {
+    const TaskKey key{FrameworkId(framework.id()), TaskId(task_info->task_id())};
+    if (task_info->task_id().empty() || tasks_.contains(key) ||
+        !ids.insert(task_info->task_id()).second) {
+      SendUntrackedError(framework, *task_info,
+                         task_info->task_id().empty()
+                             ? "task has no id"
+                             : absl::StrCat("task '", task_info->task_id(), "' of framework '",
+                                            framework.id(), "' already exists on this agent"));
+      if (tasks.size() > 1) {
+        group_problem = absl::StrCat("task group member '", task_info->task_id(),
+                                     "' has a missing or duplicate id");
+      }
+      continue;
+    }
+    if (std::string problem = ValidateTask(framework, *task_info);
+        !problem.empty() && group_problem.empty() && tasks.size() > 1) {
+      group_problem = absl::StrCat("task group member '", task_info->task_id(), "': ", problem);
+    }
+  }
+  const std::string group_id = tasks.size() > 1 ? tasks.front()->task_id() : "";
+  std::vector<TaskKey> launch;
+  for (const rz::v1::TaskInfo* task_info : tasks) {
+    const TaskKey key{FrameworkId(framework.id()), TaskId(task_info->task_id())};
+    if (task_info->task_id().empty() || tasks_.contains(key)) {
+      continue;
+    }
+    TaskRecord& record = *AddTask(framework, *task_info, group_id);
+    std::string problem = ValidateTask(framework, *task_info);
+    if (problem.empty() && !group_problem.empty()) {
+      problem = group_problem;
+    }
+    CheckpointBatch batch;
+    batch.PutFramework(framework);
+    if (!problem.empty()) {
+      LOG(WARNING) << "rejecting task " << key.second << " of framework " << key.first << ": "
+                   << problem;
+      record.phase = Phase::kTerminal;
+      Persist(std::move(batch));
+      Update(record, rz::v1::TASK_ERROR, TaskStatus::REASON_TASK_INVALID, std::move(problem));
+      continue;
+    }
+    Persist(std::move(batch));
+    launch.push_back(key);
+  }
+  for (const TaskKey& key : launch) {
+    TaskRecord& record = tasks_.at(key);
+    absl::StatusOr<std::string> user = ResolveUser(record.task);
+    if (!user.ok()) {
+      record.phase = Phase::kTerminal;
+      Update(record, rz::v1::TASK_FAILED, TaskStatus::REASON_CONTAINER_LAUNCH_FAILED,
+             std::string(user.status().message()));
+      if (!record.group_id.empty()) {
+        KillGroup(key, TaskStatus::REASON_TASK_GROUP_MEMBER_FAILED,
+                  absl::StrCat("task group member '", key.second.value(), "' failed to start"));
+      }
+      continue;
+    }
+    record.container_id = NewUuid();
+    Update(record, rz::v1::TASK_STARTING, TaskStatus::REASON_UNSPECIFIED, "");
+    Launch(key, record, *std::move(user));
+  }
+}
 
-  Update(record, rz::v1::TASK_STARTING, TaskStatus::REASON_UNSPECIFIED, "");
-  LaunchSpec spec{.framework_id = key.first,
-                  .task_id = key.second,
-                  .agent_id = id_,
-                  .command = task_info.command(),
-                  .sandbox = SandboxDir(options_.work_dir, key.first, key.second),
-                  .user = user};
+void Agent::Launch(const TaskKey& key, TaskRecord& record, std::string user) {
+  const rz::v1::TaskInfo& info = record.info;
+  ContainerSpec spec{.container_id = record.container_id,
+                     .group_id = record.group_id,
+                     .framework_id = key.first,
+                     .task_id = key.second,
+                     .agent_id = id_,
+                     .command = info.command(),
+                     .container = info.container(),
+                     .sandbox = SandboxDir(options_.work_dir, key.first, key.second),
+                     .user = user,
+                     .cpus = ScalarOf(info, "cpus"),
+                     .mem_mb = ScalarOf(info, "mem"),
+                     .environment = PortEnvironment(info)};
+  if (auto it = info.limits().find("cpus"); it != info.limits().end()) {
+    spec.cpus_limit = it->second;
+  }
+  if (auto it = info.limits().find("mem"); it != info.limits().end()) {
+    spec.mem_limit_mb = it->second;
+  }
+  if (auto it = info.limits().find("pids"); it != info.limits().end()) {
+    spec.pids_max = static_cast<uint64_t>(it->second);
+  } else if (options_.default_pids_max > 0) {
+    spec.pids_max = options_.default_pids_max;
+  }
   const uint64_t launch_id = record.launch_id;
   run_blocking_([this, key, launch_id, spec = std::move(spec), cancelled = record.cancelled,
-                 loop = &loop_, launcher = &launcher_]() mutable {
-    absl::StatusOr<LaunchHandle> result;
-    if (cancelled->load()) {
-      result = absl::CancelledError("killed before it was spawned");
-    } else if (absl::Status created = CreateSandbox(spec.sandbox); !created.ok()) {
-      result = created;
-    } else {
-      result = launcher->Launch(spec, [this, key, launch_id, loop](int wait_status) {
-        loop->Post([this, key, launch_id, wait_status] { OnExited(key, launch_id, wait_status); });
-      });
-    }
+                 loop = &loop_, containerizer = &containerizer_, fetcher = fetcher_]() mutable {
+    LaunchResult result;
+    auto launch = [&]() -> absl::Status {
+      if (cancelled->load()) {
+        return absl::CancelledError("killed before it was started");
+      }
+      std::optional<std::pair<uid_t, gid_t>> owner;
+      if (!spec.user.empty()) {
+        absl::StatusOr<UserIds> ids = LookUpUser(spec.user);
+        if (!ids.ok()) {
+          return ids.status();
+        }
+        owner = std::make_pair(ids->uid, ids->gid);
+        result.uid = ids->uid;
+        result.gid = ids->gid;
+      }
+      if (absl::Status created = CreateSandbox(spec.sandbox); !created.ok()) {
+        return created;
+      }
+      if (owner && ::chown(spec.sandbox.c_str(), owner->first, owner->second) != 0) {
+        return absl::InternalError(absl::StrCat("cannot give the sandbox ", spec.sandbox,
+                                                " to user '", spec.user,
+                                                "': ", std::strerror(errno)));
+      }
+      if (fetcher != nullptr && spec.command.uris_size() > 0) {
+        if (absl::Status fetched = fetcher->FetchAll(spec.command.uris(), spec.sandbox, owner);
+            !fetched.ok()) {
+          result.failure_reason = TaskStatus::REASON_FETCH_FAILED;
+          return fetched;
+        }
+      }
+      if (cancelled->load()) {
+        return absl::CancelledError("killed before it was started");
+      }
+      absl::StatusOr<pid_t> pid =
+          containerizer->Launch(spec, [this, key, launch_id, loop](Termination termination) {
+            loop->Post([this, key, launch_id, termination = std::move(termination)] {
+              OnExited(key, launch_id, termination);
+            });
+          });
+      if (!pid.ok()) {
+        return pid.status();
+      }
+      result.pid = *pid;
+      if (auto description = containerizer->Describe(spec.container_id)) {
+        result.cgroups = std::move(description->cgroups);
+      }
+      return absl::OkStatus();
+    };
+    result.status = launch();
     loop->Post([this, key, launch_id, result = std::move(result)]() mutable {
       OnLaunched(key, launch_id, std::move(result));
     });
   });
 }
 
-void Agent::OnLaunched(const TaskKey& key, uint64_t launch_id,
-                       absl::StatusOr<LaunchHandle> result) {
+void Agent::OnLaunched(const TaskKey& key, uint64_t launch_id, LaunchResult result) {
   DCHECK(loop_.IsLoopThread());
   TaskRecord* record = Find(key, launch_id);
   if (record == nullptr || record->phase == Phase::kTerminal) {
-    // Killed while the worker was spawning: the process must not live on.
-    if (result.ok()) {
-      LOG(INFO) << "task " << key.second << " was killed during launch; killing its process";
-      if (absl::Status killed = launcher_.Kill(*result, SIGKILL); !killed.ok()) {
-        VLOG(1) << killed;
-      }
-      if (record != nullptr) {
-        record->handle = *result;
-      }
+    // Killed while the worker was launching: the container must not live on.
+    if (result.status.ok() && record != nullptr) {
+      LOG(INFO) << "task " << key.second << " was killed during launch; destroying its container";
+      record->container_running = true;
+      SignalContainer(*record, SIGKILL);
     }
     return;
   }
-  if (!result.ok()) {
-    LOG(WARNING) << "cannot launch task " << key.second << ": " << result.status();
+  if (!result.status.ok()) {
+    LOG(WARNING) << "cannot launch task " << key.second << ": " << result.status;
     record->phase = Phase::kTerminal;
-    Update(*record, rz::v1::TASK_FAILED, TaskStatus::REASON_CONTAINER_LAUNCH_FAILED,
-           absl::StrCat("cannot launch task: ", result.status().message()));
+    const bool fetch = result.failure_reason == TaskStatus::REASON_FETCH_FAILED;
+    Update(*record, rz::v1::TASK_FAILED, result.failure_reason,
+           absl::StrCat(fetch ? "cannot fetch the task's URIs: " : "cannot launch task: ",
+                        result.status.message()));
+    if (!record->group_id.empty()) {
+      KillGroup(key, TaskStatus::REASON_TASK_GROUP_MEMBER_FAILED,
+                absl::StrCat("task group member '", key.second.value(), "' failed to start"));
+    }
     MarkDirty();
     return;
   }
-  record->handle = *result;
+  record->container_running = true;
+  record->pid = result.pid;
+  record->uid = result.uid;
+  record->gid = result.gid;
+  record->cgroups = std::move(result.cgroups);
+  record->container_start_time = ToSeconds(loop_.clock().Now());
+  if (record->phase == Phase::kKilling) {
+    return;  // A kill arrived meanwhile; SignalContainer() already went out.
+  }
   record->phase = Phase::kRunning;
   Update(*record, rz::v1::TASK_RUNNING, TaskStatus::REASON_UNSPECIFIED, "");
   if (record->early_exit.has_value()) {
-    HandleExit(*record, *record->early_exit);
+    HandleExit(key, *record, *record->early_exit);
+  } else {
+    StartHealthCheck(key, *record);
   }
   MarkDirty();
 }
 
-void Agent::OnExited(const TaskKey& key, uint64_t launch_id, int wait_status) {
+void Agent::OnExited(const TaskKey& key, uint64_t launch_id, Termination termination) {
   DCHECK(loop_.IsLoopThread());
   TaskRecord* record = Find(key, launch_id);
   if (record == nullptr) {
@@ -306,41 +719,125 @@ void Agent::OnExited(const TaskKey& key, uint64_t launch_id, int wait_status) {
     return;
   }
   if (record->phase == Phase::kLaunching) {
-    record->early_exit = wait_status;  // Reported once the launch result arrives.
+    record->early_exit = std::move(termination);  // Reported once the launch result arrives.
     return;
   }
-  HandleExit(*record, wait_status);
+  HandleExit(key, *record, termination);
   MarkDirty();
 }
 
-void Agent::HandleExit(TaskRecord& record, int wait_status) {
-  record.handle.reset();
+void Agent::HandleExit(const TaskKey& key, TaskRecord& record, const Termination& termination) {
+  record.container_running = false;
+  record.health_checker.reset();
   loop_.CancelTimer(record.escalation_timer);
   record.escalation_timer = 0;
-  const std::string description = DescribeExit(wait_status);
+  const std::optional<int> wait_status = termination.wait_status;
+  std::string description =
+      wait_status ? DescribeExit(*wait_status) : std::string("exit status unknown");
+  if (!termination.message.empty()) {
+    description = absl::StrCat(termination.message, " (", description, ")");
+  }
   LOG(INFO) << "task '" << record.task.task_id() << "' of framework '" << record.task.framework_id()
             << "': " << description;
-  switch (record.phase) {
-    case Phase::kTerminal:
-      return;  // Killed during launch; already reported.
-    case Phase::kKilling:
-      record.phase = Phase::kTerminal;
-      // Whatever the exit code, a task that was asked to die was killed.
-      Update(record, rz::v1::TASK_KILLED, TaskStatus::REASON_KILLED_BY_REQUEST,
-             absl::StrCat("task killed: ", description), wait_status);
-      return;
-    case Phase::kLaunching:
-    case Phase::kRunning:
-      record.phase = Phase::kTerminal;
-      if (wait_status == 0) {
-        Update(record, rz::v1::TASK_FINISHED, TaskStatus::REASON_COMMAND_EXITED, description,
-               wait_status);
-      } else {
-        Update(record, rz::v1::TASK_FAILED, TaskStatus::REASON_COMMAND_EXITED, description,
-               wait_status);
-      }
-      return;
+  const Phase phase = record.phase;
+  if (phase == Phase::kTerminal) {
+    return;  // Killed during launch; already reported.
   }
+  record.phase = Phase::kTerminal;
+  bool failed = false;
+  if (termination.reason == TaskStatus::REASON_AGENT_REBOOTED) {
+    Update(record, rz::v1::TASK_GONE, termination.reason, termination.message);
+    failed = true;
+  } else if (termination.reason == TaskStatus::REASON_CONTAINER_RECOVERY_FAILED) {
+    Update(record, rz::v1::TASK_FAILED, termination.reason, termination.message);
+    failed = true;
+  } else if (termination.limitation) {
+    Update(record, rz::v1::TASK_FAILED, termination.reason, description, wait_status);
+    failed = true;
+  } else if (record.kill_reason.has_value()) {
+    // The agent killed the task itself (failed health check, a failed group member).
+    const bool health = *record.kill_reason == TaskStatus::REASON_HEALTH_CHECK_FAILED;
+    Update(record, health ? rz::v1::TASK_FAILED : rz::v1::TASK_KILLED, *record.kill_reason,
+           absl::StrCat(record.kill_message, "; ", description), wait_status);
+    failed = health;
+  } else if (phase == Phase::kKilling) {
+    // Whatever the exit code, a task that was asked to die was killed.
+    Update(record, rz::v1::TASK_KILLED, TaskStatus::REASON_KILLED_BY_REQUEST,
+           absl::StrCat("task killed: ", description), wait_status);
+  } else if (wait_status && *wait_status == 0) {
+    Update(record, rz::v1::TASK_FINISHED, TaskStatus::REASON_COMMAND_EXITED, description,
+           wait_status);
+  } else {
+    Update(record, rz::v1::TASK_FAILED, TaskStatus::REASON_COMMAND_EXITED, description,
+           wait_status);
+    failed = true;
+  }
+  if (failed && !record.group_id.empty()) {
+    KillGroup(key, TaskStatus::REASON_TASK_GROUP_MEMBER_FAILED,
+              absl::StrCat("task group member '", key.second.value(), "' failed"));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health checks
+
+void Agent::StartHealthCheck(const TaskKey& key, TaskRecord& record) {
+  if (!record.info.has_health_check() || record.phase != Phase::kRunning) {
+    return;
+  }
+  HealthChecker::Target target;
+  target.sandbox = SandboxDir(options_.work_dir, key.first, key.second);
+  for (const auto& variable : record.info.command().environment().variables()) {
+    target.environment.push_back(absl::StrCat(variable.name(), "=", variable.value()));
+  }
+  target.environment.push_back(absl::StrCat("RZ_SANDBOX=", target.sandbox));
+  target.environment.push_back(absl::StrCat("RZ_TASK_ID=", key.second.value()));
+  for (const auto& [name, value] : PortEnvironment(record.info)) {
+    target.environment.push_back(absl::StrCat(name, "=", value));
+  }
+  target.uid = record.uid;
+  target.gid = record.gid;
+  record.health_checker = std::make_unique<HealthChecker>(
+      loop_, run_blocking_, record.info.health_check(), std::move(target),
+      [this, key, launch_id = record.launch_id](const HealthResult& result) {
+        OnHealthResult(key, launch_id, result);
+      });
+  record.health_checker->Start();
+}
+
+void Agent::OnHealthResult(const TaskKey& key, uint64_t launch_id, const HealthResult& result) {
+  DCHECK(loop_.IsLoopThread());
+  TaskRecord* record = Find(key, launch_id);
+  // A KILLING or ended task never goes back to RUNNING.
+  if (record == nullptr || record->phase != Phase::kRunning) {
+    return;
+  }
+  record->healthy = result.healthy;
+  Update(*record, rz::v1::TASK_RUNNING, TaskStatus::REASON_TASK_HEALTH_CHECK_STATUS_UPDATED,
+         result.message, std::nullopt, result.healthy);
+  if (result.kill) {
+    LOG(INFO) << "task " << key.second << " failed " << result.consecutive_failures
+              << " health checks in a row; killing it";
+    record->kill_reason = TaskStatus::REASON_HEALTH_CHECK_FAILED;
+    record->kill_message = absl::StrCat("health check failed ", result.consecutive_failures,
+                                        " times in a row: ", result.message);
+    KillTask(key, nullptr);
+  }
+  MarkDirty();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Killing
+
+void Agent::SignalContainer(const TaskRecord& record, int signal) {
+  if (record.container_id.empty()) {
+    return;
+  }
+  run_blocking_([containerizer = &containerizer_, id = record.container_id, signal] {
+    if (absl::Status sent = containerizer->Kill(id, signal); !sent.ok()) {
+      VLOG(1) << "signal " << signal << " to container " << id << ": " << sent;  // Exiting.
+    }
+  });
 }
 
 void Agent::KillTask(const TaskKey& key, const rz::v1::KillPolicy* policy) {
@@ -354,45 +851,67 @@ void Agent::KillTask(const TaskKey& key, const rz::v1::KillPolicy* policy) {
     case Phase::kLaunching:
       record.phase = Phase::kTerminal;
       record.cancelled->store(true);
-      Update(record, rz::v1::TASK_KILLED, TaskStatus::REASON_TASK_KILLED_DURING_LAUNCH,
-             "task killed before it started");
-      return;
+      Update(record, rz::v1::TASK_KILLED,
+             record.kill_reason.value_or(TaskStatus::REASON_TASK_KILLED_DURING_LAUNCH),
+             record.kill_message.empty() ? "task killed before it started" : record.kill_message);
+      break;
     case Phase::kRunning: {
       absl::Duration grace = options_.default_kill_grace_period;
       if (policy != nullptr && policy->has_grace_period_seconds()) {
         grace = absl::Seconds(policy->grace_period_seconds());
-      } else if (record.kill_policy.has_grace_period_seconds()) {
-        grace = absl::Seconds(record.kill_policy.grace_period_seconds());
+      } else if (record.info.kill_policy().has_grace_period_seconds()) {
+        grace = absl::Seconds(record.info.kill_policy().grace_period_seconds());
       }
       grace = std::max(grace, absl::ZeroDuration());
       record.phase = Phase::kKilling;
+      record.health_checker.reset();
       Update(record, rz::v1::TASK_KILLING, TaskStatus::REASON_UNSPECIFIED,
              absl::StrCat("sending SIGTERM; SIGKILL after ", absl::FormatDuration(grace)));
-      if (absl::Status sent = launcher_.Kill(*record.handle, SIGTERM); !sent.ok()) {
-        VLOG(1) << "SIGTERM to task " << key.second << ": " << sent;  // Its exit is on the way.
+      if (record.container_running) {
+        SignalContainer(record, SIGTERM);
       }
       record.escalation_timer = loop_.PostAfter(
           grace, [this, key, launch_id = record.launch_id] { OnGracePeriodOver(key, launch_id); });
-      return;
+      break;
     }
     case Phase::kKilling:
     case Phase::kTerminal:
       LOG(INFO) << "task " << key.second << " is already being killed or has ended";
       return;
   }
+  // Killing one task of a group kills the group.
+  if (!record.group_id.empty() && !record.kill_reason.has_value()) {
+    KillGroup(key, TaskStatus::REASON_KILLED_BY_REQUEST,
+              absl::StrCat("task group member '", key.second.value(), "' was killed"));
+  }
+}
+
+void Agent::KillGroup(const TaskKey& key, TaskStatus::Reason reason, const std::string& why) {
+  const std::string group_id = tasks_.at(key).group_id;
+  std::vector<TaskKey> members;
+  for (auto& [other_key, other] : tasks_) {
+    if (other_key != key && other_key.first == key.first && other.group_id == group_id &&
+        (other.phase == Phase::kLaunching || other.phase == Phase::kRunning)) {
+      members.push_back(other_key);
+    }
+  }
+  for (const TaskKey& member : members) {
+    TaskRecord& other = tasks_.at(member);
+    other.kill_reason = reason;
+    other.kill_message = why;
+    KillTask(member, nullptr);
+  }
 }
 
 void Agent::OnGracePeriodOver(const TaskKey& key, uint64_t launch_id) {
   DCHECK(loop_.IsLoopThread());
   TaskRecord* record = Find(key, launch_id);
-  if (record == nullptr || record->phase != Phase::kKilling || !record->handle.has_value()) {
+  if (record == nullptr || record->phase != Phase::kKilling || !record->container_running) {
     return;
   }
   record->escalation_timer = 0;
-  LOG(INFO) << "task " << key.second << " outlived its kill grace period; sending SIGKILL";
-  if (absl::Status sent = launcher_.Kill(*record->handle, SIGKILL); !sent.ok()) {
-    VLOG(1) << "SIGKILL to task " << key.second << ": " << sent;
-  }
+  LOG(INFO) << "task " << key.second << " outlived its kill grace period; killing its container";
+  SignalContainer(*record, SIGKILL);
 }
 
 void Agent::ShutdownFramework(const FrameworkId& framework_id) {
@@ -424,6 +943,9 @@ void Agent::ShutdownFramework(const FrameworkId& framework_id) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Status updates
+
 void Agent::Acknowledge(const rz::v1::MasterMessage::Acknowledge& ack) {
   const TaskKey key{FrameworkId(ack.framework_id()), TaskId(ack.task_id())};
   auto it = tasks_.find(key);
@@ -432,25 +954,61 @@ void Agent::Acknowledge(const rz::v1::MasterMessage::Acknowledge& ack) {
     return;
   }
   TaskRecord& record = it->second;
-  if (record.unacknowledged.empty() || record.unacknowledged.front().uuid() != ack.uuid()) {
+  if (record.unacknowledged.empty() || record.unacknowledged.front().status.uuid() != ack.uuid()) {
     LOG(INFO) << "ignoring stale acknowledgement " << UuidToString(ack.uuid()) << " for task "
               << key.second;
     return;
   }
-  record.task.set_acknowledged_state(record.unacknowledged.front().state());
+  const PendingUpdate acked = std::move(record.unacknowledged.front());
   record.unacknowledged.pop_front();
+  record.task.set_acknowledged_state(acked.status.state());
   loop_.CancelTimer(record.retry_timer);
   record.retry_timer = 0;
   record.retry_backoff = options_.status_update_retry_initial;
-  if (!record.unacknowledged.empty()) {
-    TransmitHead(key, record);
-  } else if (record.phase == Phase::kTerminal && IsTerminal(record.task.state())) {
+  if (record.unacknowledged.empty() && record.phase == Phase::kTerminal &&
+      IsTerminal(record.task.state())) {
     CompleteTask(key);
+    return;
   }
+  CheckpointBatch batch;
+  batch.RemoveUpdate(key.first, key.second, acked.sequence);
+  batch.PutTask(CheckpointOf(record));
+  Persist(std::move(batch));
+  TransmitHead(key, record);
+}
+
+rz::v1::TaskCheckpoint Agent::CheckpointOf(const TaskRecord& record) const {
+  rz::v1::TaskCheckpoint checkpoint;
+  *checkpoint.mutable_task() = record.task;
+  checkpoint.mutable_task()->clear_statistics();
+  *checkpoint.mutable_info() = record.info;
+  checkpoint.set_container_id(record.container_id);
+  checkpoint.set_group_id(record.group_id);
+  return checkpoint;
+}
+
+void Agent::Persist(CheckpointBatch batch, absl::AnyInvocable<void() &&> on_durable) {
+  checkpoint_(std::move(batch), [this, alive = std::weak_ptr<bool>(alive_), loop = &loop_,
+                                 on_durable = std::move(on_durable)](absl::Status status) mutable {
+    if (!status.ok()) {
+      // Forwarding beats losing the update: the master still learns of it, but an agent crash
+      // now could lose it.
+      LOG(ERROR) << "checkpoint write failed: " << status;
+    }
+    if (on_durable == nullptr) {
+      return;
+    }
+    loop->Post([alive, on_durable = std::move(on_durable)]() mutable {
+      if (alive.lock()) {
+        std::move(on_durable)();
+      }
+    });
+  });
 }
 
 void Agent::Update(TaskRecord& record, rz::v1::TaskState state, TaskStatus::Reason reason,
-                   std::string message, std::optional<int> exit_status) {
+                   std::string message, std::optional<int> exit_status,
+                   std::optional<bool> healthy) {
   TaskStatus status;
   status.set_task_id(record.task.task_id());
   status.set_framework_id(record.task.framework_id());
@@ -463,6 +1021,11 @@ void Agent::Update(TaskRecord& record, rz::v1::TaskState state, TaskStatus::Reas
   status.set_timestamp(ToSeconds(loop_.clock().Now()));
   if (exit_status.has_value()) {
     status.set_exit_status(*exit_status);
+  }
+  if (healthy.has_value()) {
+    status.set_healthy(*healthy);
+  } else if (record.healthy.has_value() && state == rz::v1::TASK_RUNNING) {
+    status.set_healthy(*record.healthy);
   }
   record.task.set_state(state);
   *record.task.mutable_latest_status() = status;
@@ -482,12 +1045,33 @@ void Agent::Update(TaskRecord& record, rz::v1::TaskState state, TaskStatus::Reas
     MarkDirty();
     return;
   }
-  record.unacknowledged.push_back(std::move(status));
-  if (record.unacknowledged.size() == 1) {
-    record.retry_backoff = options_.status_update_retry_initial;
-    TransmitHead(key, record);
-  }
+  const uint64_t sequence = next_sequence_++;
+  CheckpointBatch batch;
+  batch.PutTask(CheckpointOf(record));
+  batch.AppendUpdate(key.first, key.second, sequence, status);
+  record.unacknowledged.push_back({.sequence = sequence, .durable = false, .status = status});
+  Persist(std::move(batch), [this, key, launch_id = record.launch_id, sequence] {
+    OnDurable(key, launch_id, sequence);
+  });
   MarkDirty();
+}
+
+void Agent::OnDurable(const TaskKey& key, uint64_t launch_id, uint64_t sequence) {
+  DCHECK(loop_.IsLoopThread());
+  TaskRecord* record = Find(key, launch_id);
+  if (record == nullptr) {
+    return;
+  }
+  for (PendingUpdate& update : record->unacknowledged) {
+    if (update.sequence == sequence) {
+      update.durable = true;
+    }
+  }
+  if (!record->unacknowledged.empty() && record->unacknowledged.front().sequence == sequence &&
+      record->retry_timer == 0) {
+    record->retry_backoff = options_.status_update_retry_initial;
+    TransmitHead(key, *record);
+  }
 }
 
 void Agent::SendUntrackedError(const rz::v1::FrameworkInfo& framework,
@@ -510,15 +1094,16 @@ void Agent::SendUntrackedError(const rz::v1::FrameworkInfo& framework,
 void Agent::TransmitHead(const TaskKey& key, TaskRecord& record) {
   loop_.CancelTimer(record.retry_timer);
   record.retry_timer = 0;
-  if (!registered_ || record.unacknowledged.empty()) {
-    return;  // Sent again after the next registration.
+  if (!registered_ || record.unacknowledged.empty() || !record.unacknowledged.front().durable) {
+    return;  // Sent after the next registration, or once its checkpoint is durable.
   }
   rz::v1::AgentMessage message;
-  *message.mutable_status_update()->mutable_status() = record.unacknowledged.front();
+  *message.mutable_status_update()->mutable_status() = record.unacknowledged.front().status;
+  message.mutable_status_update()->mutable_status()->set_agent_id(id_.value());
   master_.Send(std::move(message));
   record.retry_timer = loop_.PostAfter(
       record.retry_backoff,
-      [this, key, uuid = record.unacknowledged.front().uuid()] { OnRetryTimer(key, uuid); });
+      [this, key, uuid = record.unacknowledged.front().status.uuid()] { OnRetryTimer(key, uuid); });
 }
 
 void Agent::OnRetryTimer(const TaskKey& key, const std::string& uuid) {
@@ -529,7 +1114,7 @@ void Agent::OnRetryTimer(const TaskKey& key, const std::string& uuid) {
   }
   TaskRecord& record = it->second;
   record.retry_timer = 0;
-  if (record.unacknowledged.empty() || record.unacknowledged.front().uuid() != uuid) {
+  if (record.unacknowledged.empty() || record.unacknowledged.front().status.uuid() != uuid) {
     return;
   }
   VLOG(1) << "resending unacknowledged update " << UuidToString(uuid) << " of task " << key.second;
@@ -542,24 +1127,93 @@ void Agent::CompleteTask(const TaskKey& key) {
   TaskRecord& record = it->second;
   loop_.CancelTimer(record.retry_timer);
   loop_.CancelTimer(record.escalation_timer);
-  if (record.handle.has_value()) {
-    // Killed during launch and spawned anyway; SIGKILL went out, its exit is not reported.
-    VLOG(1) << "task " << key.second << " completes before its process was reaped";
+  record.health_checker.reset();
+  if (record.container_running) {
+    // Killed during launch and started anyway; SIGKILL went out, its exit is not reported.
+    VLOG(1) << "task " << key.second << " completes before its container was destroyed";
   }
+  if (gc_ != nullptr) {
+    gc_->Schedule(SandboxDir(options_.work_dir, key.first, key.second), loop_.clock().Now());
+  }
+  record.task.clear_statistics();
   completed_tasks_.push_back(std::move(record.task));
   while (completed_tasks_.size() > options_.max_completed_tasks) {
     completed_tasks_.pop_front();
   }
   tasks_.erase(it);
+  CheckpointBatch batch;
+  batch.DeleteTask(key.first, key.second);
   const bool framework_active = std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& entry) {
     return entry.first.first == key.first;
   });
   if (!framework_active) {
     frameworks_.erase(key.first);
     shut_down_frameworks_.erase(key.first);
+    batch.DeleteFramework(key.first);
+  }
+  Persist(std::move(batch));
+  MarkDirty();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Usage
+
+void Agent::SampleUsage() {
+  DCHECK(loop_.IsLoopThread());
+  usage_timer_ = loop_.PostAfter(options_.usage_interval, [this] { SampleUsage(); });
+  if (usage_in_flight_) {
+    return;  // The previous sample is still being read.
+  }
+  std::vector<std::pair<TaskKey, std::string>> containers;
+  for (const auto& [key, record] : tasks_) {
+    if (record.container_running) {
+      containers.emplace_back(key, record.container_id);
+    }
+  }
+  usage_in_flight_ = true;
+  run_blocking_([this, containers = std::move(containers), loop = &loop_,
+                 containerizer = &containerizer_]() mutable {
+    std::vector<std::pair<TaskKey, absl::StatusOr<rz::v1::ResourceStatistics>>> usage;
+    usage.reserve(containers.size());
+    for (auto& [key, container_id] : containers) {
+      usage.emplace_back(key, containerizer->Usage(container_id));
+    }
+    loop->Post([this, usage = std::move(usage)]() mutable { OnUsage(std::move(usage)); });
+  });
+}
+
+void Agent::OnUsage(
+    std::vector<std::pair<TaskKey, absl::StatusOr<rz::v1::ResourceStatistics>>> usage) {
+  DCHECK(loop_.IsLoopThread());
+  usage_in_flight_ = false;
+  rz::v1::AgentMessage message;
+  rz::v1::AgentMessage::Usage* report = message.mutable_usage();
+  rz::v1::ResourceStatistics total;
+  const double now = ToSeconds(loop_.clock().Now());
+  for (auto& [key, statistics] : usage) {
+    auto it = tasks_.find(key);
+    if (it == tasks_.end() || !statistics.ok()) {
+      continue;
+    }
+    statistics->set_timestamp(now);
+    it->second.statistics = *statistics;
+    AddStatistics(total, *statistics);
+    rz::v1::AgentMessage::Usage::TaskUsage* task = report->add_tasks();
+    task->set_framework_id(key.first.value());
+    task->set_task_id(key.second.value());
+    *task->mutable_statistics() = *statistics;
+  }
+  total.set_timestamp(now);
+  usage_total_ = total;
+  *report->mutable_total() = total;
+  if (registered_) {
+    master_.Send(std::move(message));
   }
   MarkDirty();
 }
+
+// ---------------------------------------------------------------------------------------------
+// State
 
 Agent::TaskRecord* Agent::Find(const TaskKey& key, uint64_t launch_id) {
   auto it = tasks_.find(key);
@@ -587,8 +1241,25 @@ void Agent::Publish() {
   *state->mutable_info() = Info();
   state->set_master_address(options_.master_address);
   state->set_registered(registered_);
+  state->set_recovering(recovering_);
   for (const auto& [key, record] : tasks_) {
-    *state->add_tasks() = record.task;
+    rz::v1::Task* task = state->add_tasks();
+    *task = record.task;
+    *task->mutable_statistics() = record.statistics;
+    if (!record.container_running) {
+      continue;
+    }
+    rz::v1::ContainerState* container = state->add_containers();
+    container->set_container_id(record.container_id);
+    container->set_framework_id(key.first.value());
+    container->set_task_id(key.second.value());
+    container->set_executor_pid(absl::StrCat(record.pid));
+    for (const std::string& cgroup : record.cgroups) {
+      container->add_cgroups(cgroup);
+    }
+    container->set_sandbox(SandboxDir(options_.work_dir, key.first, key.second));
+    *container->mutable_statistics() = record.statistics;
+    container->set_start_time(record.container_start_time);
   }
   for (const rz::v1::Task& task : completed_tasks_) {
     *state->add_completed_tasks() = task;

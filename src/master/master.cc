@@ -737,6 +737,11 @@ void Master::HandleAgentMessage(const StreamId& link, const v1::AgentMessage& me
   DCHECK(loop_.IsLoopThread());
   auto by_link = agent_by_link_.find(link);
   if (by_link == agent_by_link_.end()) {
+    if (message.has_usage()) {
+      // A report can trail a link the master already dropped; it describes nothing we track.
+      VLOG(1) << "ignoring usage on unregistered agent link '" << link.value() << "'";
+      return;
+    }
     if (!message.has_register_()) {
       outbox->Close(
           absl::FailedPreconditionError("the first message on an agent link must be a register"));
@@ -760,6 +765,9 @@ void Master::HandleAgentMessage(const StreamId& link, const v1::AgentMessage& me
       return;
     case v1::AgentMessage::kPong:
       agent.last_pong = loop_.clock().Now();
+      return;
+    case v1::AgentMessage::kUsage:
+      HandleUsage(agent, message.usage());
       return;
     case v1::AgentMessage::MESSAGE_NOT_SET:
       LOG(WARNING) << "agent '" << agent.id.value() << "' sent an empty message";
@@ -983,6 +991,25 @@ void Master::HandleStatusUpdate(Agent& agent, const v1::TaskStatus& incoming) {
     UpdateTaskState(task_it->second, status);
   }
   SendUpdate(framework, status);
+  PublishSoon();
+}
+
+void Master::HandleUsage(Agent& agent, const v1::AgentMessage::Usage& usage) {
+  agent.usage = usage.total();
+  for (const v1::AgentMessage::Usage::TaskUsage& entry : usage.tasks()) {
+    const TaskKey key(FrameworkId(entry.framework_id()), TaskId(entry.task_id()));
+    // Only a task this agent runs may be described by its report; anything else is a task the
+    // master already forgot (or never knew), and the next report will no longer mention it.
+    auto task = tasks_.find(key);
+    if (task == tasks_.end() || !agent.tasks.contains(key)) {
+      VLOG(1) << "ignoring usage of unknown task '" << entry.task_id() << "' of framework '"
+              << entry.framework_id() << "' from agent '" << agent.id.value() << "'";
+      continue;
+    }
+    *task->second.proto.mutable_statistics() = entry.statistics();
+  }
+  // Usage is for readers only: no allocation pass, and PublishSoon() coalesces the snapshot
+  // with whatever else this loop batch changes.
   PublishSoon();
 }
 
@@ -1239,6 +1266,7 @@ void Master::Publish() {
     ToProto(offered, out->mutable_offered());
     out->set_registered_time(Seconds(agent.registered_time));
     out->set_task_count(static_cast<int32_t>(agent.tasks.size()));
+    *out->mutable_usage() = agent.usage;
   }
   for (const auto& [id, framework] : frameworks_) {
     v1::FrameworkState* out = state->add_frameworks();

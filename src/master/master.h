@@ -172,6 +172,8 @@ class Master {
     absl::Time last_pong;
     std::optional<TimerId> reregister_timer;
     bool unreachable = false;
+    // The total of the agent's latest usage report (empty before the first one).
+    v1::ResourceStatistics usage;
     absl::btree_set<OfferId> offers;
     absl::btree_set<TaskKey> tasks;
   };
@@ -192,6 +194,8 @@ class Master {
   absl::Status RegisterAgent(const StreamId& link, const v1::AgentMessage::Register& reg,
                              const AgentOutbox& outbox);
   void HandleStatusUpdate(Agent& agent, const v1::TaskStatus& status);
+  // Records the agent's total and each known task's statistics; changes no allocation.
+  void HandleUsage(Agent& agent, const v1::AgentMessage::Usage& usage);
   void AgentDisconnected(Agent& agent);
   void AgentReregisterExpired(const AgentId& id);
   void SendToAgent(Agent& agent, v1::MasterMessage message);

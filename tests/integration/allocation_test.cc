@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "testing/build_dir.h"
 #include "master/master_daemon.h"
 #include "rz/v1/operator.grpc.pb.h"
 #include "scheduler_api/scheduler_client.h"
@@ -46,7 +47,9 @@ class AllocationTest : public ::testing::Test {
                                   .hostname = "127.0.0.1",
                                   .http_port = 0,
                                   .work_dir = work_dir_,
-                                  .resources = *Resources::Parse("cpus:4;mem:1024")});
+                                  .resources = *Resources::Parse("cpus:4;mem:1024"),
+                                  .containerizer_init = testing::ContainerizerInitPath(),
+                                  .destroy_containers_on_stop = true});
     ASSERT_TRUE(agent_->Start().ok());
     operator_ = v1::Operator::NewStub(
         grpc::CreateChannel(master_->grpc_address(), grpc::InsecureChannelCredentials()));

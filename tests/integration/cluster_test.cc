@@ -15,6 +15,7 @@
 #include "common/task_states.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/build_dir.h"
 #include "httplib.h"
 #include "master/master_daemon.h"
 #include "scheduler_api/scheduler_client.h"
@@ -61,7 +62,9 @@ class ClusterTest : public ::testing::Test {
                                   .http_port = 0,
                                   .work_dir = work_dir_,
                                   .resources = *Resources::Parse("cpus:2;mem:1024"),
-                                  .default_kill_grace_period = absl::Seconds(2)});
+                                  .default_kill_grace_period = absl::Seconds(2),
+                                  .containerizer_init = testing::ContainerizerInitPath(),
+                                  .destroy_containers_on_stop = true});
     ASSERT_TRUE(agent_->Start().ok());
     ASSERT_TRUE(WaitFor([&] {
       auto state = master_->master().snapshot();

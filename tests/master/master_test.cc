@@ -661,5 +661,120 @@ TEST_F(MasterTest, InvalidFrameworkInfoIsRefusedWithAnError) {
   EXPECT_EQ(master_.snapshot()->frameworks_size(), 0);
 }
 
+v1::ResourceStatistics Stats(uint64_t mem_usage_bytes, double cpus_user_time_secs) {
+  v1::ResourceStatistics stats;
+  stats.set_timestamp(1000.0);
+  stats.set_mem_usage_bytes(mem_usage_bytes);
+  stats.set_cpus_user_time_secs(cpus_user_time_secs);
+  return stats;
+}
+
+v1::AgentMessage UsageMessage(
+    const std::vector<std::pair<std::string, std::string>>& framework_and_task,
+    const std::vector<v1::ResourceStatistics>& stats, const v1::ResourceStatistics& total) {
+  v1::AgentMessage message;
+  v1::AgentMessage::Usage* usage = message.mutable_usage();
+  for (size_t i = 0; i < framework_and_task.size(); ++i) {
+    v1::AgentMessage::Usage::TaskUsage* entry = usage->add_tasks();
+    entry->set_framework_id(framework_and_task[i].first);
+    entry->set_task_id(framework_and_task[i].second);
+    *entry->mutable_statistics() = stats[i];
+  }
+  *usage->mutable_total() = total;
+  return message;
+}
+
+TEST_F(MasterTest, AUsageReportShowsUpForTheAgentAndItsTask) {
+  Agent agent = AddAgent("cpus:2;mem:1024");
+  Scheduler s = Subscribe();
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  ASSERT_THAT(offers, SizeIs(1));
+  ASSERT_TRUE(Launch(s, {offers[0].id()}, {Task("t1", "cpus:1;mem:128")}).ok());
+  AgentUpdate(agent, s.framework_id, "t1", v1::TASK_RUNNING, "u1");
+
+  master_.HandleAgentMessage(
+      agent.link, UsageMessage({{s.framework_id, "t1"}}, {Stats(4096, 1.5)}, Stats(8192, 2.5)),
+      agent.stream);
+  loop_.RunUntilIdle();
+
+  std::shared_ptr<const v1::State> state = master_.snapshot();
+  ASSERT_EQ(state->agents_size(), 1);
+  EXPECT_EQ(state->agents(0).usage().mem_usage_bytes(), 8192u);
+  EXPECT_EQ(state->agents(0).usage().cpus_user_time_secs(), 2.5);
+  ASSERT_EQ(state->tasks_size(), 1);
+  EXPECT_EQ(state->tasks(0).statistics().mem_usage_bytes(), 4096u);
+  EXPECT_EQ(state->tasks(0).statistics().cpus_user_time_secs(), 1.5);
+  EXPECT_FALSE(agent.stream->closed);
+
+  // A later report replaces the earlier one.
+  master_.HandleAgentMessage(
+      agent.link, UsageMessage({{s.framework_id, "t1"}}, {Stats(100, 3.0)}, Stats(200, 4.0)),
+      agent.stream);
+  loop_.RunUntilIdle();
+  state = master_.snapshot();
+  EXPECT_EQ(state->agents(0).usage().mem_usage_bytes(), 200u);
+  EXPECT_EQ(state->tasks(0).statistics().mem_usage_bytes(), 100u);
+}
+
+TEST_F(MasterTest, UsageOfUnknownTasksIsIgnored) {
+  Agent agent = AddAgent("cpus:2;mem:1024");
+  Agent other = AddAgent("cpus:2;mem:1024", "h2");
+  Scheduler s = Subscribe();
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  ASSERT_THAT(offers, SizeIs(2));
+  const v1::Offer& on_other = offers[0].agent_id() == other.id ? offers[0] : offers[1];
+  ASSERT_TRUE(Launch(s, {on_other.id()}, {Task("t1", "cpus:1;mem:128")}).ok());
+
+  // `agent` reports a task nobody knows and a task that runs on `other`.
+  master_.HandleAgentMessage(
+      agent.link,
+      UsageMessage({{s.framework_id, "ghost"}, {"no-such-framework", "t1"}, {s.framework_id, "t1"}},
+                   {Stats(1, 1), Stats(2, 2), Stats(3, 3)}, Stats(64, 1)),
+      agent.stream);
+  loop_.RunUntilIdle();
+
+  std::shared_ptr<const v1::State> state = master_.snapshot();
+  EXPECT_FALSE(agent.stream->closed);
+  ASSERT_EQ(state->tasks_size(), 1);
+  EXPECT_EQ(state->tasks(0).task_id(), "t1");
+  EXPECT_FALSE(state->tasks(0).has_statistics());
+  // The agent's own total is still recorded.
+  for (const v1::AgentState& agent_state : state->agents()) {
+    EXPECT_EQ(agent_state.usage().mem_usage_bytes(), agent_state.info().id() == agent.id ? 64u : 0u)
+        << agent_state.info().id();
+  }
+}
+
+TEST_F(MasterTest, UsageOnAnUnregisteredLinkIsIgnored) {
+  Agent agent = AddAgent("cpus:2;mem:1024");
+  auto stranger = std::make_shared<AgentStream>();
+  master_.HandleAgentMessage(StreamId("link-stranger"), UsageMessage({}, {}, Stats(64, 1)),
+                             stranger);
+  loop_.RunUntilIdle();
+  EXPECT_FALSE(stranger->closed);
+  EXPECT_THAT(stranger->messages, IsEmpty());
+  ASSERT_EQ(master_.snapshot()->agents_size(), 1);
+  EXPECT_EQ(master_.snapshot()->agents(0).usage().mem_usage_bytes(), 0u);
+}
+
+TEST_F(MasterTest, UsageReportsPublishOnceAndRunNoAllocation) {
+  Agent agent = AddAgent("cpus:2;mem:1024");
+  Subscribe();
+  loop_.RunUntilIdle();
+  const int64_t cycles = master_.snapshot()->counters().at("allocation_cycles");
+  const std::shared_ptr<const v1::State> before = master_.snapshot();
+
+  // Two reports in one loop batch.
+  master_.HandleAgentMessage(agent.link, UsageMessage({}, {}, Stats(1, 1)), agent.stream);
+  master_.HandleAgentMessage(agent.link, UsageMessage({}, {}, Stats(2, 2)), agent.stream);
+  EXPECT_EQ(master_.snapshot(), before);  // Nothing is published mid-batch.
+
+  // Exactly one closure follows: the publication (no allocation pass).
+  EXPECT_EQ(loop_.RunUntilIdle(), 1);
+  EXPECT_NE(master_.snapshot(), before);
+  EXPECT_EQ(master_.snapshot()->agents(0).usage().mem_usage_bytes(), 2u);
+  EXPECT_EQ(master_.snapshot()->counters().at("allocation_cycles"), cycles);
+}
+
 }  // namespace
 }  // namespace rz::master
