@@ -321,6 +321,7 @@ absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(const std
   }
   leveldb::DB* db = nullptr;
   leveldb::Status status = leveldb::DB::Open(db_options, dir, &db);
+  const char* after = "";
   if (status.IsCorruption()) {
     // The agent cannot recover its tasks without its checkpoints, so salvage what LevelDB can
     // rather than refuse to start; records lost here show up as tasks the master reconciles.
@@ -331,10 +332,11 @@ absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(const std
       LOG(ERROR) << "repairing checkpoint store '" << dir << "' failed: " << repaired.ToString();
     }
     status = leveldb::DB::Open(db_options, dir, &db);
+    after = " after repairing it";
   }
   if (!status.ok()) {
     return absl::UnavailableError(
-        absl::StrCat("opening checkpoint store '", dir, "': ", status.ToString()));
+        absl::StrCat("opening checkpoint store '", dir, "'", after, ": ", status.ToString()));
   }
   return std::unique_ptr<CheckpointStore>(
       new CheckpointStore(dir, options, std::unique_ptr<leveldb::DB>(db)));

@@ -73,7 +73,7 @@ class CheckpointBatch {
                     const rz::v1::TaskStatus& status);
   void RemoveUpdate(const FrameworkId& framework_id, const TaskId& task_id, uint64_t sequence);
 
-  // True if nothing was added (invalid additions count).
+  // True if nothing was added; an invalid addition also makes the batch non-empty.
   bool empty() const { return ops_.empty() && error_.ok(); }
 
   // OK, or InvalidArgument naming the first invalid id added.

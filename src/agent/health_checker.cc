@@ -4,7 +4,6 @@
 #include <netdb.h>
 #include <poll.h>
 #include <pwd.h>
-#include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -19,6 +18,7 @@ extern "C" {
 #include <cerrno>
 #include <climits>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -50,7 +50,11 @@ struct ProbeResult {
   std::string message;
 };
 
-std::string ErrnoText(int error) { return std::strerror(error); }
+// strerror_r: probes run concurrently on worker threads.
+std::string ErrnoText(int error) {
+  char buffer[256];
+  return ::strerror_r(error, buffer, sizeof(buffer));
+}
 
 std::string TimedOut(absl::Duration timeout) {
   return absl::StrCat("timed out after ", absl::FormatDuration(timeout));
@@ -179,7 +183,7 @@ ProbeResult RunCommand(const HealthCheck& check, const HealthChecker::Target& ta
   } else {
     // The shell resolves `value` against the check's PATH (not the agent's) and execs it with
     // arguments[1..]; arguments[0] cannot survive the exec, so argv[0] is `value`.
-    args.insert(args.end(), {"/bin/sh", "-c", "exec \"$0\" \"$@\"", command.value()});
+    args.insert(args.end(), {"/bin/sh", "-c", R"(exec "$0" "$@")", command.value()});
     for (int i = 1; i < command.arguments_size(); ++i) {
       args.push_back(command.arguments(i));
     }
@@ -191,11 +195,13 @@ ProbeResult RunCommand(const HealthCheck& check, const HealthChecker::Target& ta
     env_strings.push_back(absl::StrCat(name, "=", value));
   }
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (std::string& arg : args) {
     argv.push_back(arg.data());
   }
   argv.push_back(nullptr);
   std::vector<char*> envp;
+  envp.reserve(env_strings.size() + 1);
   for (std::string& entry : env_strings) {
     envp.push_back(entry.data());
   }
@@ -345,9 +351,7 @@ ProbeResult ConnectTcp(const HealthCheck& check, const HealthChecker::Target& ta
         return {false, TimedOut(timeout)};
       }
       socklen_t length = sizeof(result);
-      if (ready < 0) {
-        result = errno;
-      } else if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &result, &length) != 0) {
+      if (ready < 0 || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &result, &length) != 0) {
         result = errno;
       }
     }
@@ -389,7 +393,7 @@ absl::Status ValidateHealthCheck(const HealthCheck& check) {
       }
       break;
     case HealthCheck::HTTP: {
-      if (const absl::Status status = CheckPort("http.port", check.http().port()); !status.ok()) {
+      if (absl::Status status = CheckPort("http.port", check.http().port()); !status.ok()) {
         return status;
       }
       const std::string& scheme = check.http().scheme();
@@ -405,7 +409,7 @@ absl::Status ValidateHealthCheck(const HealthCheck& check) {
       break;
     }
     case HealthCheck::TCP:
-      if (const absl::Status status = CheckPort("tcp.port", check.tcp().port()); !status.ok()) {
+      if (absl::Status status = CheckPort("tcp.port", check.tcp().port()); !status.ok()) {
         return status;
       }
       break;
@@ -434,7 +438,7 @@ absl::Status ValidateHealthCheck(const HealthCheck& check) {
         {"interval_seconds", check.interval_seconds()},
         {"timeout_seconds", check.timeout_seconds()},
         {"grace_period_seconds", check.grace_period_seconds()}}) {
-    if (const absl::Status status = CheckSeconds(field, seconds); !status.ok()) {
+    if (absl::Status status = CheckSeconds(field, seconds); !status.ok()) {
       return status;
     }
   }

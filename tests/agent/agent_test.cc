@@ -1320,9 +1320,9 @@ TEST_F(AgentTest, KillingOneGroupMemberKillsTheGroup) {
   master_->Take();
   Kill("g2");
   EXPECT_THAT(containerizer_->kills(),
-              testing::UnorderedElementsAre(Pair(containerizer_->ContainerOf("g1"), SIGTERM),
-                                            Pair(containerizer_->ContainerOf("g2"), SIGTERM),
-                                            Pair(containerizer_->ContainerOf("g3"), SIGTERM)));
+              ::testing::UnorderedElementsAre(Pair(containerizer_->ContainerOf("g1"), SIGTERM),
+                                              Pair(containerizer_->ContainerOf("g2"), SIGTERM),
+                                              Pair(containerizer_->ContainerOf("g3"), SIGTERM)));
   ASSERT_THAT(State()->tasks(), SizeIs(3));
   for (const rz::v1::Task& task : State()->tasks()) {
     EXPECT_EQ(task.state(), rz::v1::TASK_KILLING) << task.task_id();

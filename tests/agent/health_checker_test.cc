@@ -4,7 +4,6 @@
 #include "agent/health_checker.h"
 
 #include <netinet/in.h>
-#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -12,6 +11,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -112,7 +112,7 @@ class HealthCheckerTest : public ::testing::Test {
   }
 
   void StartChecker(const HealthCheck& check, BlockingRunner runner = RunInline,
-                    std::optional<HealthChecker::Target> target = std::nullopt) {
+                    const std::optional<HealthChecker::Target>& target = std::nullopt) {
     ASSERT_TRUE(ValidateHealthCheck(check).ok()) << ValidateHealthCheck(check);
     checker_ = std::make_unique<HealthChecker>(
         loop_, std::move(runner), check, target.value_or(DefaultTarget()),
@@ -144,6 +144,7 @@ class HealthCheckerTest : public ::testing::Test {
 
 std::vector<bool> Healthy(const std::vector<HealthResult>& results) {
   std::vector<bool> healthy;
+  healthy.reserve(results.size());
   for (const HealthResult& result : results) {
     healthy.push_back(result.healthy);
   }
@@ -290,8 +291,8 @@ TEST_F(HealthCheckerTest, CommandSeesTheSandboxAndBothEnvironments) {
   expected->set_value(std::filesystem::canonical(sandbox_).string());
   check.set_delay_seconds(1);
   HealthChecker::Target target = DefaultTarget();
-  target.environment.push_back("FROM_TASK=task");
-  target.environment.push_back("OVERRIDDEN=task");
+  target.environment.emplace_back("FROM_TASK=task");
+  target.environment.emplace_back("OVERRIDDEN=task");
   StartChecker(check, RunInline, target);
 
   loop_.AdvanceTime(absl::Seconds(1));

@@ -537,7 +537,9 @@ void LinuxContainerizer::Finish(std::unique_ptr<Container> container,
 
 absl::Status LinuxContainerizer::KillAll(const std::string& cgroup, pid_t pid) {
   if (cgroups_ && !cgroup.empty()) {
-    return cgroups_->KillAll(cgroup);
+    absl::Status status = cgroups_->KillAll(cgroup);
+    // NotFound: the container exited meanwhile and its cleanup removed the cgroup.
+    return absl::IsNotFound(status) ? absl::OkStatus() : status;
   }
   SignalProcessTree(pid, SIGKILL);
   return absl::OkStatus();
