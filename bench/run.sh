@@ -4,6 +4,8 @@
 #
 #   bench/run.sh allocator   allocation cycle cost and memory of the hierarchical allocator
 #   bench/run.sh master      end-to-end task launch latency and throughput (in-process cluster)
+#   bench/run.sh agent       one agent's RUN_TASK -> TASK_RUNNING latency, launch rate and RSS
+#                            with real cgroups (needs root; falls back to no isolation, loudly)
 set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build_dir="${BUILD_DIR:-$repo_root/build-bench}"
@@ -27,8 +29,14 @@ case "$suite" in
     build launch_bench
     "$build_dir/bench/launch_bench" "${@:2}"
     ;;
+  agent)
+    # The in-process agent with a fake master connection; extra arguments go to the binary,
+    # e.g. --latency_tasks=100.
+    build agent_bench rz-containerizer-init
+    "$build_dir/bench/agent_bench" "${@:2}"
+    ;;
   *)
-    echo "usage: bench/run.sh allocator|master [args]" >&2
+    echo "usage: bench/run.sh allocator|master|agent [args]" >&2
     exit 2
     ;;
 esac

@@ -235,6 +235,7 @@ void Agent::Recover(RecoveryInput input) {
   }
 
   CheckpointBatch cleanup;
+  std::vector<TaskKey> finished;
   for (auto& [key, recovered] : checkpoint.tasks) {
     if (!frameworks_.contains(key.first)) {
       LOG(WARNING) << "checkpoint: task " << key.second << " has no framework; dropping it";
@@ -257,14 +258,14 @@ void Agent::Recover(RecoveryInput input) {
     if (IsTerminal(state)) {
       record.phase = Phase::kTerminal;
       if (record.unacknowledged.empty()) {
-        // Acknowledged before the crash, deleted after: finish the job.
-        CompleteTask(key);
+        // Acknowledged before the crash, deleted after: finished once every task is back (so
+        // that completing it does not forget a framework other tasks still need).
+        finished.push_back(key);
       }
       continue;
     }
-    auto container = record.container_id.empty()
-                         ? input.containers.end()
-                         : input.containers.find(record.container_id);
+    auto container = record.container_id.empty() ? input.containers.end()
+                                                 : input.containers.find(record.container_id);
     if (container == input.containers.end()) {
       // No trace of a container: the launch never got that far.
       record.phase = Phase::kTerminal;
@@ -293,8 +294,7 @@ void Agent::Recover(RecoveryInput input) {
       record.pid = found.pid;
       record.phase = state == rz::v1::TASK_KILLING ? Phase::kKilling : Phase::kRunning;
       LOG(INFO) << "recovered task " << key.second << " of framework " << key.first
-                << " running in container " << record.container_id << " (pid " << found.pid
-                << ")";
+                << " running in container " << record.container_id << " (pid " << found.pid << ")";
       if (record.phase == Phase::kKilling) {
         // The kill was under way: deliver it again, with a fresh grace period.
         record.phase = Phase::kRunning;
@@ -311,6 +311,9 @@ void Agent::Recover(RecoveryInput input) {
     LOG(INFO) << "task " << key.second << " of framework " << key.first
               << " ended while the agent was down";
     HandleExit(key, record, found.termination);
+  }
+  for (const TaskKey& key : finished) {
+    CompleteTask(key);
   }
   if (!cleanup.empty()) {
     Persist(std::move(cleanup));
@@ -466,9 +469,8 @@ absl::StatusOr<std::string> Agent::ResolveUser(const rz::v1::Task& task) const {
   if (!options_.can_switch_user) {
     if (!task.user().empty() && task.user() != options_.agent_user) {
       return absl::FailedPreconditionError(
-          absl::StrCat("cannot run the task as user '", task.user(),
-                       "': this agent runs as '", options_.agent_user,
-                       "' and cannot switch users"));
+          absl::StrCat("cannot run the task as user '", task.user(), "': this agent runs as '",
+                       options_.agent_user, "' and cannot switch users"));
     }
     return std::string();
   }
@@ -502,8 +504,7 @@ Agent::TaskRecord* Agent::AddTask(const rz::v1::FrameworkInfo& framework,
       break;
     }
   }
-  task.set_user(task_info.command().user().empty() ? framework.user()
-                                                   : task_info.command().user());
+  task.set_user(task_info.command().user().empty() ? framework.user() : task_info.command().user());
   *task.mutable_command() = task_info.command();
   *task.mutable_labels() = task_info.labels();
   task.set_group_id(group_id);
@@ -521,13 +522,22 @@ void Agent::RunTasks(const rz::v1::FrameworkInfo& framework,
   std::set<std::string> ids;
   for (const rz::v1::TaskInfo* task_info : tasks) {
     const TaskKey key{FrameworkId(framework.id()), TaskId(task_info->task_id())};
-    if (task_info->task_id().empty() || tasks_.contains(key) ||
-        !ids.insert(task_info->task_id()).second) {
-      SendUntrackedError(framework, *task_info,
-                         task_info->task_id().empty()
-                             ? "task has no id"
-                             : absl::StrCat("task '", task_info->task_id(), "' of framework '",
-                                            framework.id(), "' already exists on this agent"));
+    const bool unusable_ids =
+        !IsSafePathComponent(framework.id()) || !IsSafePathComponent(task_info->task_id());
+    if (unusable_ids || tasks_.contains(key) || !ids.insert(task_info->task_id()).second) {
+      // Ids that cannot name a sandbox cannot be tracked (nor checkpointed) either.
+      std::string problem;
+      if (task_info->task_id().empty()) {
+        problem = "task has no id";
+      } else if (unusable_ids) {
+        problem = !IsSafePathComponent(framework.id())
+                      ? absl::StrCat("invalid framework id '", framework.id(), "'")
+                      : absl::StrCat("invalid task id '", task_info->task_id(), "'");
+      } else {
+        problem = absl::StrCat("task '", task_info->task_id(), "' of framework '", framework.id(),
+                               "' already exists on this agent");
+      }
+      SendUntrackedError(framework, *task_info, std::move(problem));
       if (tasks.size() > 1) {
         group_problem = absl::StrCat("task group member '", task_info->task_id(),
                                      "' has a missing or duplicate id");
@@ -543,8 +553,9 @@ void Agent::RunTasks(const rz::v1::FrameworkInfo& framework,
   std::vector<TaskKey> launch;
   for (const rz::v1::TaskInfo* task_info : tasks) {
     const TaskKey key{FrameworkId(framework.id()), TaskId(task_info->task_id())};
-    if (task_info->task_id().empty() || tasks_.contains(key)) {
-      continue;
+    if (!IsSafePathComponent(framework.id()) || !IsSafePathComponent(task_info->task_id()) ||
+        tasks_.contains(key)) {
+      continue;  // Answered with an untracked error above.
     }
     TaskRecord& record = *AddTask(framework, *task_info, group_id);
     std::string problem = ValidateTask(framework, *task_info);
@@ -654,6 +665,7 @@ void Agent::Launch(const TaskKey& key, TaskRecord& record, std::string user) {
         return pid.status();
       }
       result.pid = *pid;
+      result.container_id = spec.container_id;
       if (auto description = containerizer->Describe(spec.container_id)) {
         result.cgroups = std::move(description->cgroups);
       }
@@ -670,11 +682,18 @@ void Agent::OnLaunched(const TaskKey& key, uint64_t launch_id, LaunchResult resu
   DCHECK(loop_.IsLoopThread());
   TaskRecord* record = Find(key, launch_id);
   if (record == nullptr || record->phase == Phase::kTerminal) {
-    // Killed while the worker was launching: the container must not live on.
-    if (result.status.ok() && record != nullptr) {
+    // Killed while the worker was launching (and perhaps acknowledged and retired already):
+    // the container must not live on.
+    if (result.status.ok()) {
       LOG(INFO) << "task " << key.second << " was killed during launch; destroying its container";
-      record->container_running = true;
-      SignalContainer(*record, SIGKILL);
+      if (record != nullptr) {
+        record->container_running = true;
+      }
+      run_blocking_([containerizer = &containerizer_, id = result.container_id] {
+        if (absl::Status killed = containerizer->Kill(id, SIGKILL); !killed.ok()) {
+          VLOG(1) << "killing container " << id << ": " << killed;
+        }
+      });
     }
     return;
   }

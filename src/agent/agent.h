@@ -111,8 +111,10 @@ class Agent {
   // Publishes the first snapshot (recovering until Recover() or StartFresh() runs).
   void Start();
 
-  // Restores the checkpointed state, reports what ended while the agent was down, checkpoints
-  // the agent's info and starts sampling usage. Call once, before the first connection.
+  // Restores the checkpointed state (the agent's id, frameworks, tasks, unacknowledged
+  // updates), reports what ended while the agent was down and starts sampling usage. Call
+  // once, before the first connection. The agent's info is checkpointed once the master
+  // assigns an id.
   void Recover(RecoveryInput input);
   // For an agent without a checkpoint.
   void StartFresh() { Recover({}); }
@@ -160,12 +162,12 @@ class Agent {
     Phase phase = Phase::kLaunching;
     // Set when a kill arrives during launch: the worker skips the launch if it has not begun.
     std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
-    bool container_running = false;  // Launched and its exit not yet reported.
+    bool container_running = false;         // Launched and its exit not yet reported.
     std::optional<Termination> early_exit;  // An exit that arrived before the launch result.
     // Why the agent killed the task itself (health check, group member failed), if it did.
     std::optional<rz::v1::TaskStatus::Reason> kill_reason;
     std::string kill_message;
-    TimerId escalation_timer = 0;  // SIGKILL after the grace period.
+    TimerId escalation_timer = 0;              // SIGKILL after the grace period.
     std::deque<PendingUpdate> unacknowledged;  // Front is in flight once durable.
     TimerId retry_timer = 0;
     absl::Duration retry_backoff;
@@ -187,6 +189,7 @@ class Agent {
     std::optional<uid_t> uid;
     std::optional<gid_t> gid;
     std::vector<std::string> cgroups;
+    std::string container_id;  // Of the launched container.
   };
 
   void HandleRegistered(const rz::v1::MasterMessage::Registered& registered);

@@ -84,7 +84,8 @@ absl::Status AgentDaemon::Start() {
   if (::geteuid() == 0) {
     std::error_code error;
     const auto permissions = std::filesystem::status(options_.work_dir, error).permissions();
-    if (!error && (permissions & std::filesystem::perms::others_exec) == std::filesystem::perms::none) {
+    if (!error &&
+        (permissions & std::filesystem::perms::others_exec) == std::filesystem::perms::none) {
       LOG(INFO) << "making " << options_.work_dir << " searchable (o+x) for task users";
       std::filesystem::permissions(options_.work_dir, std::filesystem::perms::others_exec,
                                    std::filesystem::perm_options::add, error);
@@ -129,12 +130,12 @@ absl::Status AgentDaemon::Start() {
       attribute->set_text(value);
     }
     if (Fingerprint(current) != Fingerprint(checkpoint->agent->info())) {
-      return fail(absl::FailedPreconditionError(absl::StrCat(
-          "the checkpoint in ", options_.work_dir, "/meta belongs to agent ",
-          checkpoint->agent->info().id(),
-          " with other resources or attributes; start with the same --resources and "
-          "--attributes, or remove ",
-          options_.work_dir, "/meta (and lose its tasks) to start as a new agent")));
+      return fail(absl::FailedPreconditionError(
+          absl::StrCat("the checkpoint in ", options_.work_dir, "/meta belongs to agent ",
+                       checkpoint->agent->info().id(),
+                       " with other resources or attributes; start with the same --resources and "
+                       "--attributes, or remove ",
+                       options_.work_dir, "/meta (and lose its tasks) to start as a new agent")));
     }
   }
 
@@ -142,8 +143,8 @@ absl::Status AgentDaemon::Start() {
   std::unique_ptr<Cgroups> cgroups;
   if (options_.isolation != "none") {
     if (options_.isolation != "cgroups" && options_.isolation != "auto") {
-      return fail(absl::InvalidArgumentError(absl::StrCat(
-          "--isolation: '", options_.isolation, "' is not one of cgroups, none, auto")));
+      return fail(absl::InvalidArgumentError(absl::StrCat("--isolation: '", options_.isolation,
+                                                          "' is not one of cgroups, none, auto")));
     }
     absl::StatusOr<std::unique_ptr<Cgroups>> detected =
         root ? Cgroups::DetectHost(cgroup_fs_, options_.cgroups_root)
@@ -166,8 +167,8 @@ absl::Status AgentDaemon::Start() {
   const char* path = std::getenv("PATH");
   containerizer_ = std::make_unique<LinuxContainerizer>(
       LinuxContainerizer::Options{
-          .init_path = options_.containerizer_init.empty() ? DefaultInitPath()
-                                                           : options_.containerizer_init,
+          .init_path =
+              options_.containerizer_init.empty() ? DefaultInitPath() : options_.containerizer_init,
           .runtime_root = absl::StrCat(options_.work_dir, "/containers"),
           .cgroup_parent = parent,
           .path = path != nullptr && *path != '\0'
@@ -218,8 +219,9 @@ absl::Status AgentDaemon::Start() {
     return containers.status();
   }
   absl::Notification recovered;
-  loop_.Post([this, &recovered, input = RecoveryInput{.checkpoint = *std::move(checkpoint),
-                                                      .containers = *std::move(containers)}]() mutable {
+  loop_.Post([this, &recovered,
+              input = RecoveryInput{.checkpoint = *std::move(checkpoint),
+                                    .containers = *std::move(containers)}]() mutable {
     agent_->Recover(std::move(input));
     gc_->Start();
     recovered.Notify();

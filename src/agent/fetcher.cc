@@ -67,6 +67,24 @@ struct ParsedUri {
   std::string path;
 };
 
+// `uri` for messages and logs: credentials in the authority (user:password@) become "***".
+std::string Redacted(const std::string& uri) {
+  const size_t scheme_end = uri.find("://");
+  if (scheme_end == std::string::npos) {
+    return uri;
+  }
+  const size_t authority = scheme_end + 3;
+  const size_t authority_end = std::min(uri.find_first_of("/?#", authority), uri.size());
+  if (authority_end == authority) {
+    return uri;
+  }
+  const size_t at = uri.rfind('@', authority_end - 1);
+  if (at == std::string::npos || at < authority) {
+    return uri;
+  }
+  return absl::StrCat(uri.substr(0, authority), "***", uri.substr(at));
+}
+
 bool IsSchemeToken(const std::string& text) {
   if (text.empty() || !absl::ascii_isalpha(static_cast<unsigned char>(text[0]))) {
     return false;
@@ -83,7 +101,7 @@ absl::StatusOr<ParsedUri> ParseUri(const std::string& uri) {
   for (const char c : uri) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
       return absl::InvalidArgumentError(
-          absl::StrCat("malformed URI '", absl::CHexEscape(uri), "': control character"));
+          absl::StrCat("malformed URI '", absl::CHexEscape(Redacted(uri)), "': control character"));
     }
   }
   if (uri.front() == '/') {
@@ -93,28 +111,30 @@ absl::StatusOr<ParsedUri> ParseUri(const std::string& uri) {
   const std::string scheme =
       colon == std::string::npos ? "" : absl::AsciiStrToLower(uri.substr(0, colon));
   if (!IsSchemeToken(scheme)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "malformed URI '", uri, "': expected an absolute path, file://, http:// or https://"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed URI '", Redacted(uri),
+                     "': expected an absolute path, file://, http:// or https://"));
   }
   if (scheme != "file" && scheme != "http" && scheme != "https") {
-    return absl::InvalidArgumentError(absl::StrCat("unsupported URI scheme in '", uri, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported URI scheme in '", Redacted(uri), "'"));
   }
   if (uri.compare(colon + 1, 2, "//") != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("malformed URI '", uri, "': expected '", scheme, "://' after the scheme"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "malformed URI '", Redacted(uri), "': expected '", scheme, "://' after the scheme"));
   }
   const std::string rest = uri.substr(colon + 3);
   if (scheme == "file") {
     // Only the empty host (file:///path) names this machine unambiguously.
     if (rest.empty() || rest.front() != '/') {
-      return absl::InvalidArgumentError(
-          absl::StrCat("malformed URI '", uri, "': a file URI must be file:///absolute/path"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "malformed URI '", Redacted(uri), "': a file URI must be file:///absolute/path"));
     }
     return ParsedUri{Scheme::kFile, rest};
   }
   const size_t authority_end = rest.find_first_of("/?#");
   if (authority_end == 0 || rest.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("malformed URI '", uri, "': no host"));
+    return absl::InvalidArgumentError(absl::StrCat("malformed URI '", Redacted(uri), "': no host"));
   }
   std::string path;
   if (authority_end != std::string::npos && rest[authority_end] == '/') {
@@ -129,14 +149,15 @@ absl::Status ValidateOutputName(const std::string& name, const std::string& uri)
   if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
       name.find('\0') != std::string::npos || name.size() > 255) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "output file name '", name, "' for URI '", uri,
+        "output file name '", name, "' for URI '", Redacted(uri),
         "' is not a plain file name (it must be non-empty, not '.' or '..', without '/')"));
   }
   return absl::OkStatus();
 }
 
 absl::Status Annotate(const absl::Status& status, const std::string& uri) {
-  return absl::Status(status.code(), absl::StrCat("fetching '", uri, "': ", status.message()));
+  return absl::Status(status.code(),
+                      absl::StrCat("fetching '", Redacted(uri), "': ", status.message()));
 }
 
 absl::Status ErrnoError(int error, const std::string& what) {
@@ -725,7 +746,8 @@ absl::Status Fetcher::FetchThroughCache(const std::string& uri, int fd) {
       bypass = true;
     } else if (it != entries_.end() && it->second->uri != uri) {
       // Another URI owns this hash; this one goes around the cache.
-      LOG(WARNING) << "fetcher cache: '" << uri << "' collides with '" << it->second->uri << "'";
+      LOG(WARNING) << "fetcher cache: '" << Redacted(uri) << "' collides with '"
+                   << Redacted(it->second->uri) << "'";
       ++stats_.misses;
       bypass = true;
     } else if (it != entries_.end()) {
@@ -795,7 +817,7 @@ absl::Status Fetcher::FetchThroughCache(const std::string& uri, int fd) {
       EvictLocked();
     } else {
       // Serve this download to everyone waiting for it, then drop it.
-      VLOG(1) << "not caching '" << uri << "' (" << size << " bytes): " << stored;
+      VLOG(1) << "not caching '" << Redacted(uri) << "' (" << size << " bytes): " << stored;
       entry->cached = false;
       entry->path = *downloaded;
       entries_.erase(key);
@@ -844,7 +866,8 @@ void Fetcher::EvictLocked() {
     if (victim == nullptr) {
       return;  // Everything left is in use; the next release tries again.
     }
-    VLOG(1) << "evicting '" << victim->uri << "' (" << victim->size << " bytes) from the cache";
+    VLOG(1) << "evicting '" << Redacted(victim->uri) << "' (" << victim->size
+            << " bytes) from the cache";
     RemoveEntryFilesLocked(*victim);
     stats_.bytes -= victim->size;
     --stats_.entries;

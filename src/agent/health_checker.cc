@@ -70,10 +70,6 @@ int PollMillis(absl::Time deadline) {
       absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))), INT_MAX));
 }
 
-absl::Duration SecondsOr(double seconds, absl::Duration fallback) {
-  return seconds == 0.0 ? fallback : absl::Seconds(seconds);
-}
-
 absl::Status CheckSeconds(const char* field, double seconds) {
   if (!std::isfinite(seconds)) {
     return absl::InvalidArgumentError(
@@ -455,12 +451,17 @@ absl::Status ValidateHealthCheck(const HealthCheck& check) {
 
 HealthCheckTiming TimingOf(const HealthCheck& check) {
   return HealthCheckTiming{
-      .delay = SecondsOr(check.delay_seconds(), kDefaultDelay),
-      .interval = SecondsOr(check.interval_seconds(), kDefaultInterval),
-      .timeout = SecondsOr(check.timeout_seconds(), kDefaultTimeout),
-      .grace_period = SecondsOr(check.grace_period_seconds(), kDefaultGracePeriod),
-      .consecutive_failures = check.consecutive_failures() == 0 ? kDefaultConsecutiveFailures
-                                                                : check.consecutive_failures(),
+      .delay = check.has_delay_seconds() ? absl::Seconds(check.delay_seconds()) : kDefaultDelay,
+      .interval =
+          check.has_interval_seconds() ? absl::Seconds(check.interval_seconds()) : kDefaultInterval,
+      .timeout = check.has_timeout_seconds() && check.timeout_seconds() > 0
+                     ? absl::Seconds(check.timeout_seconds())
+                     : kDefaultTimeout,
+      .grace_period = check.has_grace_period_seconds() ? absl::Seconds(check.grace_period_seconds())
+                                                       : kDefaultGracePeriod,
+      .consecutive_failures = check.has_consecutive_failures() && check.consecutive_failures() > 0
+                                  ? check.consecutive_failures()
+                                  : kDefaultConsecutiveFailures,
   };
 }
 

@@ -361,7 +361,8 @@ absl::StatusOr<std::string> ListDirectory(OpenedFile opened, const std::string& 
   opened.fd.Release();  // `dir` owns it now.
   std::unique_ptr<DIR, int (*)(DIR*)> closer(dir, ::closedir);
   std::vector<std::pair<std::string, struct stat>> entries;
-  while (const struct dirent* entry = ::readdir(dir)) {
+  // readdir() is safe on a stream no other thread uses.
+  while (const struct dirent* entry = ::readdir(dir)) {  // NOLINT(concurrency-mt-unsafe)
     const std::string name = entry->d_name;
     if (name == "." || name == "..") {
       continue;
@@ -429,7 +430,7 @@ HttpResponse ReadFile(const StateSnapshot& snapshot, const std::string& work_dir
     return Error(absl::NotFoundError(absl::StrCat("'", path, "' is not a regular file")));
   }
   const int fd = opened->fd.get();
-  const int64_t size = static_cast<int64_t>(opened->st.st_size);
+  const auto size = static_cast<int64_t>(opened->st.st_size);
   const int64_t want = std::min({*length, kMaxReadLength, std::max<int64_t>(0, size - *offset)});
   HttpResponse response{.content_type = "application/octet-stream"};
   response.headers["X-Rz-File-Size"] = absl::StrCat(size);
@@ -509,7 +510,7 @@ std::string FileModeString(uint32_t st_mode) {
     default:
       break;
   }
-  const char kLetters[] = "rwx";
+  constexpr char kLetters[] = "rwx";
   for (int i = 0; i < 9; ++i) {
     if ((st_mode & (0400u >> i)) != 0) {
       mode[1 + i] = kLetters[i % 3];

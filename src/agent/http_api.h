@@ -48,7 +48,7 @@
 namespace rz::agent {
 
 // The most bytes one /files/read answers with; clients read larger files in chunks.
-inline constexpr int64_t kMaxReadLength = 1024 * 1024;
+inline constexpr int64_t kMaxReadLength = int64_t{1024} * 1024;
 
 // Registers the handlers above on `server`. `snapshot` must outlive the server; `work_dir` is
 // the agent's work directory (sandboxes live under <work_dir>/sandboxes).

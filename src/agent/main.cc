@@ -65,6 +65,9 @@ ABSL_FLAG(double, gc_disk_watermark, 0.9,
           "fraction of the work dir's disk in use above which sandboxes are removed early");
 ABSL_FLAG(uint64_t, fetcher_cache_max_bytes, uint64_t{2} << 30,
           "size bound of the fetcher's URI cache in the work dir");
+ABSL_FLAG(bool, destroy_containers_on_stop, false,
+          "kill every container when the agent stops (for local clusters and tests); normally "
+          "containers outlive the agent and a restart recovers them");
 ABSL_FLAG(bool, checkpoint_sync, true,
           "fsync every checkpoint write (survives a machine crash, not just an agent crash)");
 
@@ -121,7 +124,8 @@ int main(int argc, char** argv) {
     Die(absl::StrCat("--sandbox_log_max_files: must be between 1 and 100, not ",
                      absl::GetFlag(FLAGS_sandbox_log_max_files)));
   }
-  if (!(absl::GetFlag(FLAGS_gc_disk_watermark) > 0 && absl::GetFlag(FLAGS_gc_disk_watermark) <= 1)) {
+  if (!(absl::GetFlag(FLAGS_gc_disk_watermark) > 0 &&
+        absl::GetFlag(FLAGS_gc_disk_watermark) <= 1)) {
     Die(absl::StrCat("--gc_disk_watermark: must be in (0, 1], not ",
                      absl::GetFlag(FLAGS_gc_disk_watermark)));
   }
@@ -152,7 +156,8 @@ int main(int argc, char** argv) {
        .gc_delay = absl::GetFlag(FLAGS_gc_delay),
        .gc_disk_watermark = absl::GetFlag(FLAGS_gc_disk_watermark),
        .fetcher_cache_max_bytes = absl::GetFlag(FLAGS_fetcher_cache_max_bytes),
-       .checkpoint_sync = absl::GetFlag(FLAGS_checkpoint_sync)});
+       .checkpoint_sync = absl::GetFlag(FLAGS_checkpoint_sync),
+       .destroy_containers_on_stop = absl::GetFlag(FLAGS_destroy_containers_on_stop)});
   if (absl::Status status = daemon.Start(); !status.ok()) {
     Die(std::string(status.message()));
   }

@@ -138,12 +138,11 @@ class LocalCluster {
       }
       const int http_port = options_.agent_http_port == 0 ? 0 : options_.agent_http_port + i;
       std::vector<std::string> argv = {
-          *agent_bin,
-          absl::StrCat("--master=", master_grpc_),
-          "--ip=127.0.0.1",
-          "--hostname=127.0.0.1",
-          absl::StrCat("--http_port=", http_port),
+          *agent_bin, absl::StrCat("--master=", master_grpc_), "--ip=127.0.0.1",
+          "--hostname=127.0.0.1", absl::StrCat("--http_port=", http_port),
           absl::StrCat("--work_dir=", agent_dir),
+          // A local cluster is a session: its containers end with it.
+          "--destroy_containers_on_stop",
           absl::StrCat("--endpoints_file=", agent_dir, "/endpoints.json")};
       if (!options_.agent_resources.empty()) {
         argv.push_back(absl::StrCat("--resources=", options_.agent_resources));

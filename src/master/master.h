@@ -120,7 +120,10 @@ class Master {
   // --- Agents ----------------------------------------------------------------------------------
 
   // A message arrived on agent link `link`. The first message of a link must be a Register;
-  // anything else, or a bad Register, closes the link with a status naming the problem.
+  // anything else, or a bad Register, closes the link with a status naming the problem, except
+  // a Usage report, which is ignored there. A Usage report from a registered agent replaces its
+  // AgentState.usage and the Task.statistics of the tasks it runs (other tasks in the report are
+  // ignored); it triggers no allocation and only marks the snapshot for republishing.
   void HandleAgentMessage(const StreamId& link, const v1::AgentMessage& message,
                           const AgentOutbox& outbox);
   // Agent link `link` ended.

@@ -533,6 +533,17 @@ TEST_F(FetcherHttpTest, NotFoundNamesTheUriAndTheStatus) {
   EXPECT_TRUE(ListDir(sandbox_).empty());
 }
 
+TEST_F(FetcherHttpTest, CredentialsInTheUriStayOutOfErrors) {
+  Fetcher fetcher(Options());
+  const std::string uri = absl::StrCat("http://deploy:s3cret@127.0.0.1:", port_, "/files/x.bin");
+
+  const absl::Status status = fetcher.FetchAll(Uris({{.value = uri}}), sandbox_);
+
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(status.message(), ::testing::Not(HasSubstr("s3cret")));
+  EXPECT_THAT(status.message(), HasSubstr(absl::StrCat("http://***@127.0.0.1:", port_)));
+}
+
 TEST_F(FetcherHttpTest, RedirectIsFollowedAndTheNameComesFromTheUri) {
   Serve("real.bin", "moved");
   Fetcher fetcher(Options());

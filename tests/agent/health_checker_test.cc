@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -71,7 +72,8 @@ class Listener {
     if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&address), length) != 0 ||
         ::listen(fd_, 16) != 0 ||
         ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-      ADD_FAILURE() << "cannot listen on 127.0.0.1: " << std::strerror(errno);
+      ADD_FAILURE() << "cannot listen on 127.0.0.1: "
+                    << std::error_code(errno, std::generic_category()).message();
       return;
     }
     port_ = ntohs(address.sin_port);
@@ -95,7 +97,8 @@ class HealthCheckerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string pattern = (std::filesystem::temp_directory_path() / "health_test.XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr) << std::strerror(errno);
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr)
+        << std::error_code(errno, std::generic_category()).message();
     sandbox_ = pattern;
   }
   void TearDown() override {
@@ -151,7 +154,19 @@ std::vector<bool> Healthy(const std::vector<HealthResult>& results) {
   return healthy;
 }
 
-TEST(HealthCheckTimingTest, ZeroMeansTheProtoDefaults) {
+TEST(HealthCheckTimingTest, ExplicitZerosAreKeptWhereTheyMeanSomething) {
+  HealthCheck check;
+  check.set_delay_seconds(0);
+  check.set_grace_period_seconds(0);
+  check.set_interval_seconds(1);
+  const HealthCheckTiming timing = TimingOf(check);
+  EXPECT_EQ(timing.delay, absl::ZeroDuration());
+  EXPECT_EQ(timing.grace_period, absl::ZeroDuration());
+  EXPECT_EQ(timing.interval, absl::Seconds(1));
+  EXPECT_EQ(timing.timeout, absl::Seconds(20));
+}
+
+TEST(HealthCheckTimingTest, UnsetFieldsTakeTheDefaults) {
   const HealthCheckTiming timing = TimingOf(HealthCheck());
   EXPECT_EQ(timing.delay, absl::Seconds(15));
   EXPECT_EQ(timing.interval, absl::Seconds(10));

@@ -3,11 +3,11 @@
 #include "agent/http_api.h"
 
 #include <fcntl.h>
-#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -119,15 +119,14 @@ std::vector<std::string> Names(const nlohmann::json& listing) {
   return names;
 }
 
-const nlohmann::json& Entry(const nlohmann::json& listing, const std::string& name) {
+nlohmann::json Entry(const nlohmann::json& listing, const std::string& name) {
   for (const nlohmann::json& entry : listing) {
     if (entry["name"] == name) {
       return entry;
     }
   }
   ADD_FAILURE() << "no entry '" << name << "' in " << listing.dump();
-  static const nlohmann::json kNone;
-  return kNone;
+  return {};
 }
 
 TEST_F(HttpApiTest, HealthIsHealthyAndTellsWhetherTheAgentRecovers) {
@@ -406,17 +405,17 @@ TEST_F(HttpApiTest, FilesBrowseListsADirectory) {
   nlohmann::json listing = nlohmann::json::parse(result->body);
   EXPECT_THAT(Names(listing), ElementsAre("absolute_alias", "alias", "dir", "dir_alias", "link",
                                           "neighbour", "out", "passwd", "stdout"));
-  const nlohmann::json& dir = Entry(listing, "dir");
+  const nlohmann::json dir = Entry(listing, "dir");
   EXPECT_EQ(dir["path"], "dir");
   EXPECT_EQ(dir["is_dir"], true);
   EXPECT_EQ(dir["mode"], "drwxr-xr-x");
-  const nlohmann::json& stdout_entry = Entry(listing, "stdout");
+  const nlohmann::json stdout_entry = Entry(listing, "stdout");
   EXPECT_EQ(stdout_entry["is_dir"], false);
   EXPECT_EQ(stdout_entry["size"], 10);
   EXPECT_EQ(stdout_entry["mode"], "-rw-r--r--");
   EXPECT_GT(stdout_entry["mtime"].get<double>(), 1.6e9);
   // Links are listed as links, not followed.
-  const nlohmann::json& passwd = Entry(listing, "passwd");
+  const nlohmann::json passwd = Entry(listing, "passwd");
   EXPECT_THAT(passwd["mode"].get<std::string>(), StartsWith("l"));
   EXPECT_EQ(passwd["is_dir"], false);
   EXPECT_EQ(Entry(listing, "out")["is_dir"], false);

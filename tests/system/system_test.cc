@@ -11,6 +11,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -100,6 +101,11 @@ class TempDir {
     char templ[] = "/tmp/rz-system-XXXXXX";
     CHECK(mkdtemp(templ) != nullptr) << "mkdtemp: " << strerror(errno);
     path_ = templ;
+    // Tasks run as an unprivileged user when the agent is root: they must reach their sandboxes.
+    std::filesystem::permissions(
+        path_, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                   std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+                   std::filesystem::perms::others_exec);
   }
   ~TempDir() {
     std::error_code ignored;
@@ -210,16 +216,27 @@ class ClusterTest : public SystemTestBase {
     ASSERT_NO_FATAL_FAILURE(WaitForRegisteredAgents(1));
   }
 
-  void StartAgent() {
-    const int index = ++agents_started_;
+  // Starts agent `index` (a new one when 0) with its work dir <temp>/agent-<index>; restarting
+  // an index reuses its work dir, as an operator restarting the daemon would.
+  cli::Subprocess& StartAgent(int index = 0) {
+    if (index == 0) {
+      index = ++agents_started_;
+    }
     const std::string dir = absl::StrCat(temp_.path(), "/agent-", index);
     std::filesystem::create_directories(dir);
-    Spawn(absl::StrCat("rz-agent ", index),
-          {Binary("src/agent/rz-agent"), absl::StrCat("--master=", master_grpc_), "--ip=127.0.0.1",
-           "--hostname=127.0.0.1", "--http_port=0", "--resources=cpus:2;mem:1024",
-           absl::StrCat("--work_dir=", dir),
-           absl::StrCat("--endpoints_file=", dir, "/endpoints.json")},
-          absl::StrCat(dir, "/agent.log"));
+    return Spawn(
+        absl::StrCat("rz-agent ", index),
+        {Binary("src/agent/rz-agent"), absl::StrCat("--master=", master_grpc_), "--ip=127.0.0.1",
+         "--hostname=127.0.0.1", "--http_port=0", "--resources=cpus:2;mem:1024",
+         absl::StrCat("--work_dir=", dir), absl::StrCat("--cgroups_parent=", CgroupsParent(index)),
+         "--usage_interval=1s", "--registration_backoff_max=1s", "--destroy_containers_on_stop",
+         absl::StrCat("--endpoints_file=", dir, "/endpoints.json")},
+        absl::StrCat(dir, "/agent.log"));
+  }
+
+  // The parent cgroup of agent `index`'s containers: unique to this test process.
+  static std::string CgroupsParent(int index) {
+    return absl::StrCat("rz-system-", ::getpid(), "-", index);
   }
 
   void WaitForRegisteredAgents(int count) {
@@ -379,6 +396,130 @@ TEST_F(ClusterTest, MasterStateEndpointListsTheAgent) {
     listed = listed || (agent.contains("info") && agent["info"].value("id", "") == agent_id);
   }
   EXPECT_TRUE(listed) << "agent '" << agent_id << "' not in " << result->body;
+}
+
+// Finds a task by name prefix in the master's state.
+std::optional<rz::v1::Task> FindTask(const rz::v1::State& state, const std::string& prefix) {
+  for (const auto* tasks : {&state.tasks(), &state.completed_tasks()}) {
+    for (const rz::v1::Task& task : *tasks) {
+      if (absl::StartsWith(task.task_id(), prefix)) {
+        return task;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// SCENARIOS G7 and the restart test: `kill -9` of the agent while its task runs; the
+// restarted agent (same work dir) keeps its id, finds the container, reports the task RUNNING,
+// then FINISHED/FAILED with the real exit code; nothing is launched twice or left behind.
+TEST_F(ClusterTest, AnAgentKilledWithSigkillRecoversItsRunningTask) {
+  const std::string shared = absl::StrCat(temp_.path(), "/shared");
+  std::filesystem::create_directories(shared);
+  std::filesystem::permissions(shared, std::filesystem::perms::all);
+  const std::string go = absl::StrCat(shared, "/go");
+  const std::string starts = absl::StrCat(shared, "/starts");
+
+  cli::SpawnOptions options;
+  options.argv = {Binary("src/cli/rz"),
+                  absl::StrCat("--master=", master_grpc_),
+                  "run",
+                  "--name",
+                  "survivor",
+                  "--",
+                  "sh",
+                  "-c",
+                  absl::StrCat("echo started >> ", starts, "; while [ ! -e ", go,
+                               " ]; do sleep 0.1; done; exit 3")};
+  options.stdout_path = absl::StrCat(temp_.path(), "/survivor.out");
+  options.stderr_path = absl::StrCat(temp_.path(), "/survivor.err");
+  options.env = ChildEnvironment();
+  absl::StatusOr<cli::Subprocess> rz = cli::Subprocess::Spawn(options);
+  ASSERT_TRUE(rz.ok()) << rz.status();
+
+  auto task_state = [&]() -> std::optional<rz::v1::TaskState> {
+    absl::StatusOr<rz::v1::State> state = cli::GetState(master_grpc_, absl::Seconds(2));
+    if (!state.ok()) {
+      return std::nullopt;
+    }
+    std::optional<rz::v1::Task> task = FindTask(*state, "survivor-");
+    return task ? std::optional(task->state()) : std::nullopt;
+  };
+  ASSERT_TRUE(WaitUntil([&] { return task_state() == rz::v1::TASK_RUNNING; }, kStartTimeout))
+      << ReadOrEmpty(options.stderr_path);
+  const std::string agent_id = state_.agents(0).info().id();
+
+  // kill -9: no chance to clean up.
+  ASSERT_EQ(daemons_.back().name, "rz-agent 1");
+  daemons_.back().process.Signal(SIGKILL);
+  ASSERT_TRUE(daemons_.back().process.WaitFor(absl::Seconds(10)).has_value());
+  StartAgent(1);
+
+  // Back with the same id and the task still running (never relaunched).
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        absl::StatusOr<rz::v1::State> state = cli::GetState(master_grpc_, absl::Seconds(2));
+        return state.ok() && state->agents_size() == 1 &&
+               state->agents(0).info().id() == agent_id &&
+               state->agents(0).status() == rz::v1::AgentState::REGISTERED;
+      },
+      kStartTimeout));
+  EXPECT_EQ(task_state(), rz::v1::TASK_RUNNING);
+
+  // The agent's REST API shows the recovered container, with usage.
+  const std::string agent_dir = absl::StrCat(temp_.path(), "/agent-1");
+  nlohmann::json endpoints;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        endpoints =
+            nlohmann::json::parse(ReadOrEmpty(agent_dir + "/endpoints.json"), nullptr, false);
+        return endpoints.is_object() && endpoints.contains("http");
+      },
+      kStartTimeout));
+  httplib::Client agent_http(endpoints["http"].get<std::string>());
+  nlohmann::json containers;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        httplib::Result result = agent_http.Get("/containers");
+        if (!result || result->status != 200) {
+          return false;
+        }
+        containers = nlohmann::json::parse(result->body, nullptr, false);
+        return containers.is_array() && containers.size() == 1;
+      },
+      kStartTimeout))
+      << containers.dump();
+
+  std::ofstream(go).put('x');
+  std::optional<int> status = rz->WaitFor(kCommandTimeout);
+  ASSERT_TRUE(status.has_value()) << "rz run did not exit";
+  EXPECT_EQ(cli::ExitCodeOf(*status), 3) << ReadOrEmpty(options.stderr_path);
+  EXPECT_EQ(task_state(), rz::v1::TASK_FAILED);
+  EXPECT_EQ(ReadOrEmpty(starts), "started\n") << "the task was launched more than once";
+
+  // Nothing left behind: no container cgroup under the agent's parent, no container listed.
+  std::string pids_root;  // This process's (and so the agent's) cgroup in the pids hierarchy.
+  for (absl::string_view line : absl::StrSplit(ReadOrEmpty("/proc/self/cgroup"), '\n')) {
+    if (absl::StartsWith(line, "") && absl::StrContains(line, ":pids:")) {
+      pids_root = std::string(line.substr(line.find(":pids:") + 6));
+    }
+  }
+  const std::string parent =
+      absl::StrCat("/sys/fs/cgroup/pids", pids_root == "/" ? "" : pids_root, "/", CgroupsParent(1));
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        std::error_code error;
+        if (!std::filesystem::exists(parent, error)) {
+          return true;
+        }
+        for (const auto& entry : std::filesystem::directory_iterator(parent, error)) {
+          if (entry.is_directory()) {
+            return false;
+          }
+        }
+        return true;
+      },
+      kStartTimeout));
 }
 
 // Daemons started without a cluster around them.

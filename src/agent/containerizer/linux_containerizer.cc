@@ -304,6 +304,16 @@ absl::StatusOr<pid_t> LinuxContainerizer::Launch(const ContainerSpec& spec, Exit
     }
   }
 
+  // On cgroups v1 the init moves itself (a write of "0" to each `tasks` file): a process moving
+  // itself skips the kernel's threadgroup lock, which an agent-side write of the pid to
+  // cgroup.procs waits on for an RCU grace period (~10 ms here). v2 has no `tasks` file.
+  const bool self_join = cgroups_ && cgroups_->version() == 1;
+  if (self_join) {
+    for (const std::string& dir : cgroups_->Paths(container->cgroup)) {
+      args.join_cgroups.push_back(absl::StrCat(dir, "/tasks"));
+    }
+  }
+
   int sync[2];
   if (::pipe2(sync, O_CLOEXEC) != 0) {
     return undo(absl::InternalError(absl::StrCat("pipe2: ", ErrnoText(errno))));
@@ -367,7 +377,7 @@ absl::StatusOr<pid_t> LinuxContainerizer::Launch(const ContainerSpec& spec, Exit
     ::waitpid(pid, &ignored, 0);
     return undo(status);
   };
-  if (cgroups_) {
+  if (cgroups_ && !self_join) {
     if (absl::Status status = cgroups_->Place(container->cgroup, pid); !status.ok()) {
       return abort_init(status);
     }
@@ -566,7 +576,11 @@ absl::Status LinuxContainerizer::Kill(const std::string& container_id, int signa
     }
     cgroup = it->second->cgroup;
     pid = it->second->pid;
-    if (signal != SIGKILL) {
+    if (signal == SIGKILL) {
+      // The init first, under the lock so that the reaper cannot reap it (and its pid be
+      // reused) meanwhile: it may not have moved into its cgroups yet.
+      ::kill(pid, SIGKILL);
+    } else {
       // The init is unreaped while watched (or verified by start time at recovery), so the
       // pid names it. It forwards the signal to the task.
       if (::kill(pid, signal) != 0 && errno != ESRCH) {
@@ -585,6 +599,7 @@ void LinuxContainerizer::DestroyAll(absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
     for (const auto& [token, container] : watched_) {
       targets.emplace_back(container->cgroup, container->pid);
+      ::kill(container->pid, SIGKILL);  // Unreaped while watched: the pid names the init.
     }
   }
   for (const auto& [cgroup, pid] : targets) {
@@ -602,7 +617,8 @@ void LinuxContainerizer::DestroyAll(absl::Duration timeout) {
   }
   // Nothing of this agent is left: its parent cgroup goes too.
   if (cgroups_) {
-    if (auto children = cgroups_->List(options_.cgroup_parent); children.ok() && children->empty()) {
+    if (auto children = cgroups_->List(options_.cgroup_parent);
+        children.ok() && children->empty()) {
       DestroyCgroup(options_.cgroup_parent);
     }
   }

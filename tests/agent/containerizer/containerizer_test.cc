@@ -1,8 +1,6 @@
 // LinuxContainerizer with real cgroups (v1 here), the real rz-containerizer-init and real
 // processes. Needs root; skips with a message otherwise. Every test removes the cgroups and
 // processes it creates: its containers live under a parent cgroup unique to the test.
-#include "agent/containerizer/linux_containerizer.h"
-
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -22,6 +20,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/containerizer/cgroup_fs.h"
+#include "agent/containerizer/linux_containerizer.h"
 #include "gtest/gtest.h"
 #include "testing/build_dir.h"
 
@@ -41,7 +40,8 @@ class Exits {
   }
 
   // Waits up to `timeout` for the exit of `id`.
-  std::optional<Termination> Wait(const std::string& id, absl::Duration timeout = absl::Seconds(20)) {
+  std::optional<Termination> Wait(const std::string& id,
+                                  absl::Duration timeout = absl::Seconds(20)) {
     absl::MutexLock lock(&mu_);
     auto arrived = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return exits_.contains(id); };
     if (!mu_.AwaitWithTimeout(absl::Condition(&arrived), timeout)) {
@@ -164,9 +164,9 @@ class ContainerizerTest : public ::testing::Test {
 };
 
 TEST_F(ContainerizerTest, ATaskRunsAsItsUserAndItsExitStatusIsReported) {
-  ASSERT_TRUE(containerizer_->Launch(Spec("c1", "id -un; echo $RZ_TASK_ID; exit 3"),
-                                     exits_.For("c1"))
-                  .ok());
+  ASSERT_TRUE(
+      containerizer_->Launch(Spec("c1", "id -un; echo $RZ_TASK_ID; exit 3"), exits_.For("c1"))
+          .ok());
   std::optional<Termination> exit = exits_.Wait("c1");
   ASSERT_TRUE(exit.has_value());
   ASSERT_TRUE(exit->wait_status.has_value());
@@ -209,7 +209,8 @@ TEST_F(ContainerizerTest, CpuAndMemoryLimitsAreWrittenToTheCgroups) {
 }
 
 TEST_F(ContainerizerTest, AMemoryHogFailsWithTheMemoryReasonAndTheLimitInTheMessage) {
-  ContainerSpec spec = Spec("hog", "python3 -c 'b = bytearray(300 << 20); import time; time.sleep(5)'");
+  ContainerSpec spec =
+      Spec("hog", "python3 -c 'b = bytearray(300 << 20); import time; time.sleep(5)'");
   spec.mem_mb = 64;
   ASSERT_TRUE(containerizer_->Launch(spec, exits_.For("hog")).ok());
   std::optional<Termination> exit = exits_.Wait("hog");
@@ -262,12 +263,13 @@ TEST_F(ContainerizerTest, AForkBombIsStoppedByPidsMaxAndItsContainerFailsWithThe
 
 TEST_F(ContainerizerTest, KillEscalationLeavesNoProcessBehindDaemonsIncluded) {
   // The task ignores SIGTERM and leaves a double-forked daemon in a session of its own.
-  ASSERT_TRUE(containerizer_
-                  ->Launch(Spec("stubborn",
-                                "trap '' TERM; (setsid sh -c 'echo $$ > daemon.pid; exec sleep 300' &); "
-                                "while :; do sleep 1; done"),
-                           exits_.For("stubborn"))
-                  .ok());
+  ASSERT_TRUE(
+      containerizer_
+          ->Launch(Spec("stubborn",
+                        "trap '' TERM; (setsid sh -c 'echo $$ > daemon.pid; exec sleep 300' &); "
+                        "while :; do sleep 1; done"),
+                   exits_.For("stubborn"))
+          .ok());
   const std::string pid_file = Sandbox("stubborn") + "/daemon.pid";
   ASSERT_TRUE(WaitUntil([&] { return !ReadFile(pid_file).empty(); }));
   pid_t daemon = 0;
@@ -282,8 +284,8 @@ TEST_F(ContainerizerTest, KillEscalationLeavesNoProcessBehindDaemonsIncluded) {
 
 TEST_F(ContainerizerTest, SigtermReachesTheTaskThroughTheInit) {
   ASSERT_TRUE(
-      containerizer_->Launch(Spec("t", "trap 'exit 7' TERM; while :; do sleep 0.05; done"),
-                             exits_.For("t"))
+      containerizer_
+          ->Launch(Spec("t", "trap 'exit 7' TERM; while :; do sleep 0.05; done"), exits_.For("t"))
           .ok());
   absl::SleepFor(absl::Milliseconds(200));  // Lets the shell install its trap.
   ASSERT_TRUE(containerizer_->Kill("t", SIGTERM).ok());
@@ -326,8 +328,8 @@ TEST_F(ContainerizerTest, AContainerThatEndedWhileTheAgentWasDownReportsItsRealE
   ASSERT_TRUE(WaitUntil([&] { return !Alive(pid); }));
 
   containerizer_ = Make();
-  auto recovered = containerizer_->Recover(
-      {"quick"}, [&](const std::string& id) { return exits_.For(id); });
+  auto recovered =
+      containerizer_->Recover({"quick"}, [&](const std::string& id) { return exits_.For(id); });
   ASSERT_TRUE(recovered.ok()) << recovered.status();
   ASSERT_EQ(recovered->count("quick"), 1u);
   const RecoveredContainer& quick = recovered->at("quick");
@@ -346,7 +348,8 @@ TEST_F(ContainerizerTest, OrphanContainersAreDestroyedAtRecovery) {
   ASSERT_EQ(::mkdir(stray.c_str(), 0755), 0);
 
   containerizer_ = Make();
-  auto recovered = containerizer_->Recover({}, [&](const std::string& id) { return exits_.For(id); });
+  auto recovered =
+      containerizer_->Recover({}, [&](const std::string& id) { return exits_.For(id); });
   ASSERT_TRUE(recovered.ok()) << recovered.status();
   EXPECT_TRUE(recovered->empty());
   EXPECT_TRUE(WaitUntil([&] { return !Alive(pid); }));
@@ -366,7 +369,8 @@ TEST_F(ContainerizerTest, ARecordedPidOfAnotherBootIsNeverTakenForALiveContainer
   std::ofstream(record) << text;
 
   containerizer_ = Make();
-  auto recovered = containerizer_->Recover({"old"}, [&](const std::string& id) { return exits_.For(id); });
+  auto recovered =
+      containerizer_->Recover({"old"}, [&](const std::string& id) { return exits_.For(id); });
   ASSERT_TRUE(recovered.ok()) << recovered.status();
   ASSERT_EQ(recovered->count("old"), 1u);
   EXPECT_EQ(recovered->at("old").state, State::kExited);

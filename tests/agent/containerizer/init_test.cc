@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pwd.h>
-#include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -18,6 +17,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -42,6 +42,7 @@ using ::testing::HasSubstr;
 constexpr auto kDeadline = std::chrono::seconds(10);
 
 std::string InitBinary() {
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): nothing sets the environment concurrently.
   if (const char* build = std::getenv("RZ_BUILD_DIR"); build != nullptr) {
     return absl::StrCat(build, "/src/agent/containerizer/rz-containerizer-init");
   }
@@ -80,8 +81,23 @@ bool WaitFor(Condition condition) {
   return condition();
 }
 
+// This process's environment with `overrides` ("NAME=value") replacing or adding entries.
+std::vector<std::string> Environment(const std::vector<std::string>& overrides) {
+  std::vector<std::string> env = overrides;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string_view var(*entry);
+    const std::string_view name = var.substr(0, var.find('=') + 1);
+    if (std::none_of(overrides.begin(), overrides.end(),
+                     [&](const std::string& o) { return o.rfind(name, 0) == 0; })) {
+      env.emplace_back(var);
+    }
+  }
+  return env;
+}
+
 std::vector<char*> CStrings(std::vector<std::string>& strings) {
   std::vector<char*> out;
+  out.reserve(strings.size() + 1);
   for (std::string& s : strings) {
     out.push_back(s.data());
   }
@@ -92,22 +108,23 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
 // One spawned init, as the agent would start it.
 class InitProcess {
  public:
-  // Spawns the init with `args` (init_path and sync_fd are filled in); its stderr goes to
-  // `stderr_path`.
-  InitProcess(InitArgs args, const std::string& stderr_path) {
+  // Spawns the init with `args` (init_path and sync_fd are filled in) and this process's
+  // environment plus `env` ("NAME=value"); its stderr goes to `stderr_path`.
+  InitProcess(InitArgs args, const std::string& stderr_path,
+              const std::vector<std::string>& env = {}) {
     int sync[2];
     EXPECT_EQ(::pipe2(sync, O_CLOEXEC), 0);
     args.init_path = InitBinary();
     args.sync_fd = 3;
     std::vector<std::string> argv = BuildInitArgv(args);
-    Spawn(argv, sync[0], stderr_path);
+    Spawn(argv, sync[0], stderr_path, env);
     ::close(sync[0]);
     sync_write_ = sync[1];
   }
 
   // Spawns the init with a raw command line (for argument errors); no sync pipe.
   InitProcess(std::vector<std::string> argv, const std::string& stderr_path) {
-    Spawn(argv, -1, stderr_path);
+    Spawn(argv, -1, stderr_path, {});
   }
 
   InitProcess(const InitProcess&) = delete;
@@ -156,7 +173,8 @@ class InitProcess {
   }
 
  private:
-  void Spawn(std::vector<std::string>& argv, int sync_read, const std::string& stderr_path) {
+  void Spawn(std::vector<std::string>& argv, int sync_read, const std::string& stderr_path,
+             const std::vector<std::string>& env) {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
@@ -166,9 +184,11 @@ class InitProcess {
       posix_spawn_file_actions_adddup2(&actions, sync_read, 3);
     }
     std::vector<char*> cargv = CStrings(argv);
-    const int error = posix_spawn(&pid_, cargv[0], &actions, nullptr, cargv.data(), environ);
+    std::vector<std::string> envp = Environment(env);
+    std::vector<char*> cenvp = CStrings(envp);
+    const int error = posix_spawn(&pid_, cargv[0], &actions, nullptr, cargv.data(), cenvp.data());
     posix_spawn_file_actions_destroy(&actions);
-    EXPECT_EQ(error, 0) << "spawning " << argv[0] << ": " << std::strerror(error);
+    EXPECT_EQ(error, 0) << "spawning " << argv[0] << ": error " << error;
   }
 
   void CloseSync() {
@@ -207,15 +227,16 @@ class InitTest : public ::testing::Test {
   }
 
   InitArgs Args(std::vector<std::string> command) {
-    return InitArgs{.runtime_dir = runtime_dir_, .sandbox = sandbox_, .command = command};
+    return InitArgs{
+        .runtime_dir = runtime_dir_, .sandbox = sandbox_, .command = std::move(command)};
   }
 
   std::string Sandbox(const std::string& name) const { return sandbox_ + "/" + name; }
   std::string StderrPath() const { return root_ + "/init.stderr"; }
 
   // Spawns, releases and waits for the init; returns its wait status.
-  std::optional<int> Run(const InitArgs& args) {
-    InitProcess init(args, StderrPath());
+  std::optional<int> Run(const InitArgs& args, const std::vector<std::string>& env = {}) {
+    InitProcess init(args, StderrPath(), env);
     init.Release();
     return init.Wait();
   }
@@ -402,9 +423,8 @@ TEST_F(InitTest, RunsTheTaskAndRecordsItsExitAndOutput) {
 }
 
 TEST_F(InitTest, TaskRunsInTheSandboxWithTheGivenEnvironment) {
-  ::setenv("RZ_INIT_TEST_VALUE", "passed-through", 1);
-  std::optional<int> status = Run(Args({"sh", "-c", "pwd; echo $RZ_INIT_TEST_VALUE"}));
-  ::unsetenv("RZ_INIT_TEST_VALUE");
+  std::optional<int> status = Run(Args({"sh", "-c", "pwd; echo $RZ_INIT_TEST_VALUE"}),
+                                  {"RZ_INIT_TEST_VALUE=passed-through"});
 
   ASSERT_EQ(status, 0);
   EXPECT_EQ(ReadFile(Sandbox("stdout")),
@@ -426,10 +446,8 @@ TEST_F(InitTest, EofOnTheSyncPipeExits111WithoutRunningTheTask) {
 
 TEST_F(InitTest, MissingExecutableExits127NamingIt) {
   // Searched in PATH; one without unreadable entries, for which execvp reports EACCES instead.
-  const std::string saved_path = std::getenv("PATH") ? std::getenv("PATH") : "";
-  ::setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1);
-  std::optional<int> status = Run(Args({"rz-no-such-command", "arg"}));
-  ::setenv("PATH", saved_path.c_str(), 1);
+  std::optional<int> status =
+      Run(Args({"rz-no-such-command", "arg"}), {"PATH=/usr/local/bin:/usr/bin:/bin"});
 
   ASSERT_TRUE(status.has_value());
   EXPECT_EQ(WEXITSTATUS(*status), kTaskExitNotFound);
@@ -716,7 +734,7 @@ class InitPrivilegedTest : public InitTest {
 };
 
 TEST_F(InitPrivilegedTest, RunsTheTaskAsTheGivenUser) {
-  const passwd* nobody = ::getpwnam("nobody");
+  const passwd* nobody = ::getpwnam("nobody");  // NOLINT(concurrency-mt-unsafe)
   ASSERT_NE(nobody, nullptr);
   const uid_t nobody_uid = nobody->pw_uid;
   InitArgs args = Args({"sh", "-c", "id -u; echo $HOME"});
@@ -742,7 +760,9 @@ TEST_F(InitPrivilegedTest, RotatedFilesStayOwnedByTheUser) {
 
   ASSERT_EQ(Run(args), 0) << ReadFile(Sandbox("init.log")).value_or("");
 
-  const uid_t nobody_uid = ::getpwnam("nobody")->pw_uid;
+  const passwd* nobody = ::getpwnam("nobody");  // NOLINT(concurrency-mt-unsafe)
+  ASSERT_NE(nobody, nullptr);
+  const uid_t nobody_uid = nobody->pw_uid;
   for (const char* name : {"stdout", "stdout.1", "stdout.2"}) {
     struct stat st;
     ASSERT_EQ(::stat(Sandbox(name).c_str(), &st), 0) << name;

@@ -15,21 +15,21 @@
 #include <poll.h>
 #include <pwd.h>
 #include <sched.h>
-#include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,7 +52,10 @@ constexpr std::string_view kDiagPrefix = "rz-containerizer-init: ";
 
 std::string Str(std::string_view s) { return std::string(s); }
 
-std::string ErrnoText(int error) { return std::strerror(error); }
+std::string ErrnoText(int error) {
+  char buffer[128];
+  return ::strerror_r(error, buffer, sizeof(buffer));  // GNU variant: returns the text.
+}
 
 // The sandbox, for init.log; set once the arguments are parsed.
 std::string g_sandbox;
@@ -277,10 +280,11 @@ void Pump(OutputStream& stream) {
   ::setsid();
   sigset_t empty;
   sigemptyset(&empty);
-  ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+  ::pthread_sigmask(SIG_SETMASK, &empty, nullptr);
   for (int sig = 1; sig < NSIG; ++sig) {
     if (sig != SIGKILL && sig != SIGSTOP) {
-      ::signal(sig, SIG_DFL);  // Fails harmlessly for the signals glibc reserves.
+      // Fails harmlessly for the signals glibc reserves.
+      ::signal(sig, SIG_DFL);  // NOLINT(concurrency-mt-unsafe): single-threaded process
     }
   }
   if (::dup2(out_fd, STDOUT_FILENO) < 0 || ::dup2(err_fd, STDERR_FILENO) < 0) {
@@ -315,6 +319,7 @@ void Pump(OutputStream& stream) {
         fail(EPERM, absl::StrCat("user '", user->name, "' could regain root"));
       }
     }
+    // NOLINTNEXTLINE(concurrency-mt-unsafe): the forked child has one thread.
     if (::getenv("HOME") == nullptr && ::setenv("HOME", user->home.c_str(), 1) != 0) {
       fail(errno, "setting HOME");
     }
@@ -370,7 +375,7 @@ int RunContainer(const InitArgs& args, bool in_pid_namespace) {
   std::optional<TaskUser> user;
   if (args.user) {
     errno = 0;
-    const passwd* pw = ::getpwnam(args.user->c_str());
+    const passwd* pw = ::getpwnam(args.user->c_str());  // NOLINT(concurrency-mt-unsafe)
     if (pw == nullptr) {
       const std::string why = errno == 0 ? "no such user" : ErrnoText(errno);
       return Finish(args, W_EXITCODE(kTaskExitCannotRun, 0),
@@ -581,18 +586,33 @@ int Main(int argc, char** argv) {
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     std::fprintf(stderr, "%.*s--sync_fd=%d: %s\n", static_cast<int>(kDiagPrefix.size()),
-                 kDiagPrefix.data(), args.sync_fd, std::strerror(errno));
+                 kDiagPrefix.data(), args.sync_fd, ErrnoText(errno).c_str());
     return kInitExitBadArguments;
   }
   ::close(args.sync_fd);
   if (n == 0) {
     return kInitExitAgentGaveUp;
   }
+  // Into the container's cgroups before anything else runs.
+  for (const std::string& file : args.join_cgroups) {
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::write(fd, "0", 1) != 1) {
+      const std::string message = "cannot join cgroup (" + file + "): " + ErrnoText(errno);
+      if (fd >= 0) {
+        ::close(fd);
+      }
+      std::fprintf(stderr, "%.*s%s\n", static_cast<int>(kDiagPrefix.size()), kDiagPrefix.data(),
+                   message.c_str());
+      (void)WriteStatusFile(args.runtime_dir, kTaskExitCannotRun << 8, message);
+      return kTaskExitCannotRun;
+    }
+    ::close(fd);
+  }
 
   g_sandbox = args.sandbox;
   const sigset_t handled = HandledSignals();
-  ::sigprocmask(SIG_BLOCK, &handled, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+  ::pthread_sigmask(SIG_BLOCK, &handled, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);  // NOLINT(concurrency-mt-unsafe): single-threaded process
   if (args.pid_namespace) {
     // Once the namespace's init is gone this process can no longer fork (its children would
     // join the dead namespace), so skip exit-time hooks that might (LeakSanitizer's tracer).

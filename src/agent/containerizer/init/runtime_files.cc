@@ -185,16 +185,19 @@ std::vector<std::string> BuildInitArgv(const InitArgs& args) {
     argv.push_back(absl::StrCat("--user=", *args.user));
   }
   if (args.pid_namespace) {
-    argv.push_back("--pid_namespace");
+    argv.emplace_back("--pid_namespace");
   }
   for (const RlimitSpec& spec : args.rlimits) {
     argv.push_back(absl::StrCat("--rlimit=", FormatRlimitFlag(spec)));
+  }
+  for (const std::string& file : args.join_cgroups) {
+    argv.push_back(absl::StrCat("--join_cgroup=", file));
   }
   if (args.log_max_bytes) {
     argv.push_back(absl::StrCat("--log_max_bytes=", *args.log_max_bytes));
   }
   argv.push_back(absl::StrCat("--log_max_files=", args.log_max_files));
-  argv.push_back("--");
+  argv.emplace_back("--");
   argv.insert(argv.end(), args.command.begin(), args.command.end());
   return argv;
 }
@@ -265,6 +268,12 @@ absl::StatusOr<InitArgs> ParseInitArgv(int argc, char** argv) {
         args.rlimits.push_back(*spec);
       }
       status = spec.status();
+    } else if (name == "join_cgroup") {
+      if (value.empty() || value.front() != '/') {
+        status = absl::InvalidArgumentError(
+            absl::StrCat("--join_cgroup='", Str(value), "' is not an absolute path"));
+      }
+      args.join_cgroups.push_back(Str(value));
     } else if (name == "log_max_bytes") {
       status = once(seen_log_max_bytes, name);
       std::optional<uint64_t> bytes = ParseUnsigned(value);

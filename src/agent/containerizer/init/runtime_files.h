@@ -51,14 +51,19 @@ struct RlimitSpec {
 
 // Everything the init's command line carries; see README.md for the protocol.
 struct InitArgs {
-  std::string init_path;                  // argv[0]: the init binary.
-  std::string runtime_dir;                // --runtime_dir: where the status file goes. Must exist.
-  int sync_fd = -1;                       // --sync_fd: the read end of the agent's release pipe.
-  std::string sandbox;                    // --sandbox: the task's working directory and log files.
-  std::optional<std::string> user;        // --user: run the task as this unix user.
-  bool pid_namespace = false;             // --pid_namespace: new pid + mount namespaces.
-  std::vector<RlimitSpec> rlimits;        // --rlimit=TYPE:SOFT:HARD, repeated.
-  std::optional<uint64_t> log_max_bytes;  // --log_max_bytes: rotate stdout/stderr above this.
+  std::string init_path;            // argv[0]: the init binary.
+  std::string runtime_dir;          // --runtime_dir: where the status file goes. Must exist.
+  int sync_fd = -1;                 // --sync_fd: the read end of the agent's release pipe.
+  std::string sandbox;              // --sandbox: the task's working directory and log files.
+  std::optional<std::string> user;  // --user: run the task as this unix user.
+  bool pid_namespace = false;       // --pid_namespace: new pid + mount namespaces.
+  std::vector<RlimitSpec> rlimits;  // --rlimit=TYPE:SOFT:HARD, repeated.
+  // --join_cgroup=FILE, repeated: once released, the init writes "0" to each file (a cgroup v1
+  // `tasks` file), moving itself into the cgroup. A process moving itself skips the kernel's
+  // threadgroup lock, which a write of another pid to cgroup.procs waits on for an RCU grace
+  // period (milliseconds).
+  std::vector<std::string> join_cgroups;
+  std::optional<uint64_t> log_max_bytes;    // --log_max_bytes: rotate stdout/stderr above this.
   int log_max_files = kDefaultLogMaxFiles;  // --log_max_files: rotated files kept per stream.
   std::vector<std::string> command;         // after "--": the task's argv (argv[0] via PATH).
 
