@@ -98,7 +98,8 @@ SandboxGc::SandboxGc(SandboxGcOptions options, EventLoop& loop, BlockingRunner r
     : options_(std::move(options)), loop_(loop), run_blocking_(std::move(run_blocking)) {}
 
 SandboxGc::~SandboxGc() {
-  DCHECK(loop_.IsLoopThread());
+  // On the loop thread, or on any thread once the loop no longer runs closures (a daemon
+  // stopping); CancelTimer is thread-safe either way.
   if (check_timer_ != 0) {
     loop_.CancelTimer(check_timer_);
   }

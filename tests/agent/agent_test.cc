@@ -560,6 +560,38 @@ TEST_F(AgentTest, FirstConnectionSendsRegisterWithoutIdOrTasks) {
   EXPECT_EQ(disk.agent->info().id(), "a1");
 }
 
+// Updates produced while the master is unreachable are delivered after it returns, in order,
+// one task's head at a time; the one in flight when the link broke goes again with its uuid.
+TEST_F(AgentTest, UpdatesProducedWhileTheMasterIsUnreachableArriveInOrderAfterItReturns) {
+  Register();
+  const std::string container = StartRunningTask("t1");
+  Deliver(KillMessage("t1", 5));
+  RunJobs();
+  std::vector<TaskStatus> before = master_->TakeUpdates();
+  ASSERT_THAT(States(before), ElementsAre(rz::v1::TASK_KILLING));  // Sent, never acknowledged.
+
+  agent_->OnMasterDisconnected();
+  loop_->RunUntilIdle();
+  Exit(container, Signaled(SIGTERM));  // KILLED is produced while the master is unreachable.
+  loop_->AdvanceTime(absl::Minutes(5));
+  EXPECT_THAT(master_->TakeUpdates(), IsEmpty());  // Nothing goes out while unreachable.
+
+  agent_->OnMasterConnected();
+  Deliver(Registered("a1"));
+  std::vector<TaskStatus> delivered;
+  for (int i = 0; i < 4; ++i) {
+    std::vector<TaskStatus> updates = master_->TakeUpdates();
+    if (updates.empty()) {
+      break;
+    }
+    ASSERT_THAT(updates, SizeIs(1));  // Only the head is in flight.
+    delivered.push_back(updates[0]);
+    Deliver(AckMessage(updates[0]));
+  }
+  ASSERT_THAT(States(delivered), ElementsAre(rz::v1::TASK_KILLING, rz::v1::TASK_KILLED));
+  EXPECT_EQ(delivered[0].uuid(), before[0].uuid());
+}
+
 TEST_F(AgentTest, RunTaskReportsStartingRunningFinishedInOrderWithOnlyTheHeadInFlight) {
   Register();
   Deliver(RunTaskMessage("t1"));
