@@ -98,6 +98,7 @@ class ContainerizerTest : public ::testing::Test {
     if (!cgroups.ok()) {
       GTEST_SKIP() << "no usable cgroups: " << cgroups.status();
     }
+    version_ = (*cgroups)->version();
     char dir[] = "/tmp/rz-containerizer-test-XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
     dir_ = dir;
@@ -152,9 +153,29 @@ class ContainerizerTest : public ::testing::Test {
     return spec;
   }
 
+  // The directory of `parent_/<name>` in the pids hierarchy (v1) or the unified tree (v2).
+  std::string CgroupDir(const std::string& name) {
+    auto cgroups = Cgroups::DetectHost(fs_, "");
+    if (!cgroups.ok()) {
+      return "";
+    }
+    const std::vector<std::string> paths = (*cgroups)->Paths(absl::StrCat(parent_, "/", name));
+    for (const std::string& path : paths) {
+      if (path.find("/pids") != std::string::npos) {
+        return path;
+      }
+    }
+    return paths.empty() ? "" : paths.front();
+  }
+
   std::string Sandbox(const std::string& id) { return absl::StrCat(dir_, "/sandboxes/", id); }
 
+  // Tests that read v1 interface files directly skip on a v2 host (v2 paths are covered by the
+  // fake tree in cgroups_test).
+  bool IsV1() const { return version_ == 1; }
+
   RealCgroupFs fs_;
+  int version_ = 0;
   std::string init_;
   std::string dir_;
   std::string parent_;
@@ -176,10 +197,13 @@ TEST_F(ContainerizerTest, ATaskRunsAsItsUserAndItsExitStatusIsReported) {
   EXPECT_EQ(ReadFile(Sandbox("c1") + "/stdout"), "nobody\nc1\n");
   // The container's cgroups and runtime directory are gone with it.
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/containers/c1"));
-  EXPECT_FALSE(std::filesystem::exists(absl::StrCat("/sys/fs/cgroup/pids/", parent_, "/c1")));
+  EXPECT_FALSE(std::filesystem::exists(CgroupDir("c1")));
 }
 
 TEST_F(ContainerizerTest, CpuAndMemoryLimitsAreWrittenToTheCgroups) {
+  if (!IsV1()) {
+    GTEST_SKIP() << "reads cgroup v1 files";
+  }
   ContainerSpec spec = Spec("c1", "sleep 30");
   spec.cpus = 0.5;
   spec.cpus_limit = 0.5;
@@ -256,7 +280,7 @@ TEST_F(ContainerizerTest, AForkBombIsStoppedByPidsMaxAndItsContainerFailsWithThe
   EXPECT_EQ(exit->reason, rz::v1::TaskStatus::REASON_CONTAINER_LIMITATION_PIDS);
   EXPECT_NE(exit->message.find("process limit"), std::string::npos) << exit->message;
   // Its 31 sleepers died with it.
-  EXPECT_FALSE(std::filesystem::exists(absl::StrCat("/sys/fs/cgroup/pids/", parent_, "/bomb")));
+  EXPECT_FALSE(std::filesystem::exists(CgroupDir("bomb")));
   ASSERT_TRUE(containerizer_->Launch(Spec("after", "exit 0"), exits_.For("after")).ok());
   ASSERT_TRUE(exits_.Wait("after").has_value());  // The containerizer carries on.
 }
@@ -336,15 +360,18 @@ TEST_F(ContainerizerTest, AContainerThatEndedWhileTheAgentWasDownReportsItsRealE
   EXPECT_EQ(quick.state, State::kExited);
   ASSERT_TRUE(quick.termination.wait_status.has_value());
   EXPECT_EQ(WEXITSTATUS(*quick.termination.wait_status), 5);
-  EXPECT_FALSE(std::filesystem::exists(absl::StrCat("/sys/fs/cgroup/pids/", parent_, "/quick")));
+  EXPECT_FALSE(std::filesystem::exists(CgroupDir("quick")));
 }
 
 TEST_F(ContainerizerTest, OrphanContainersAreDestroyedAtRecovery) {
+  if (!IsV1()) {
+    GTEST_SKIP() << "makes a stray cgroup in the v1 pids hierarchy";
+  }
   ASSERT_TRUE(containerizer_->Launch(Spec("orphan", "sleep 300"), exits_.For("orphan")).ok());
   const pid_t pid = containerizer_->Describe("orphan")->pid;
   containerizer_.reset();
   // A cgroup with no runtime directory at all is an orphan too.
-  const std::string stray = absl::StrCat("/sys/fs/cgroup/pids/", parent_, "/stray");
+  const std::string stray = CgroupDir("stray");
   ASSERT_EQ(::mkdir(stray.c_str(), 0755), 0);
 
   containerizer_ = Make();
@@ -353,7 +380,7 @@ TEST_F(ContainerizerTest, OrphanContainersAreDestroyedAtRecovery) {
   ASSERT_TRUE(recovered.ok()) << recovered.status();
   EXPECT_TRUE(recovered->empty());
   EXPECT_TRUE(WaitUntil([&] { return !Alive(pid); }));
-  EXPECT_FALSE(std::filesystem::exists(absl::StrCat("/sys/fs/cgroup/pids/", parent_, "/orphan")));
+  EXPECT_FALSE(std::filesystem::exists(CgroupDir("orphan")));
   EXPECT_FALSE(std::filesystem::exists(stray));
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/containers/orphan"));
 }
@@ -386,7 +413,7 @@ TEST_F(ContainerizerTest, ALaunchThatCannotStartLeavesNothingBehind) {
   ASSERT_FALSE(pid.ok());
   EXPECT_NE(pid.status().message().find("NOT_A_LIMIT"), std::string::npos) << pid.status();
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/containers/bad"));
-  EXPECT_FALSE(std::filesystem::exists(absl::StrCat("/sys/fs/cgroup/pids/", parent_, "/bad")));
+  EXPECT_FALSE(std::filesystem::exists(CgroupDir("bad")));
 }
 
 TEST_F(ContainerizerTest, TasksOfAGroupShareAParentCgroupThatGoesWithTheLastOne) {
@@ -396,7 +423,7 @@ TEST_F(ContainerizerTest, TasksOfAGroupShareAParentCgroupThatGoesWithTheLastOne)
   b.group_id = "g";
   ASSERT_TRUE(containerizer_->Launch(a, exits_.For("a")).ok());
   ASSERT_TRUE(containerizer_->Launch(b, exits_.For("b")).ok());
-  const std::string group = absl::StrCat("/sys/fs/cgroup/pids/", parent_, "/g");
+  const std::string group = CgroupDir("g");
   EXPECT_TRUE(std::filesystem::exists(group + "/a"));
   EXPECT_TRUE(std::filesystem::exists(group + "/b"));
   ASSERT_TRUE(exits_.Wait("a").has_value());
