@@ -28,6 +28,7 @@ extern "C" {
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/spawn_attributes.h"
 #include "glog/logging.h"
 #include "httplib.h"
 
@@ -109,28 +110,6 @@ std::optional<gid_t> PrimaryGroup(uid_t uid) {
   }
   return pw.pw_gid;
 }
-
-// Owns the posix_spawn attribute objects so every return path destroys them.
-class SpawnAttributes {
- public:
-  SpawnAttributes() {
-    posix_spawn_file_actions_init(&actions_);
-    posix_spawnattr_init(&attr_);
-  }
-  ~SpawnAttributes() {
-    posix_spawn_file_actions_destroy(&actions_);
-    posix_spawnattr_destroy(&attr_);
-  }
-  SpawnAttributes(const SpawnAttributes&) = delete;
-  SpawnAttributes& operator=(const SpawnAttributes&) = delete;
-
-  posix_spawn_file_actions_t* actions() { return &actions_; }
-  posix_spawnattr_t* attr() { return &attr_; }
-
- private:
-  posix_spawn_file_actions_t actions_;
-  posix_spawnattr_t attr_;
-};
 
 // Runs the check command to completion or until `timeout`, then SIGKILLs its process group so
 // nothing it started outlives the check.

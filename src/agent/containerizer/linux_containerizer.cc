@@ -31,6 +31,7 @@ extern "C" {
 #include "absl/strings/strip.h"
 #include "agent/containerizer/init/runtime_files.h"
 #include "common/file_util.h"
+#include "common/spawn_attributes.h"
 #include "glog/logging.h"
 
 namespace rz::agent {
@@ -101,28 +102,6 @@ absl::StatusOr<InitRecord> ReadInitRecord(const std::string& runtime_dir) {
   record.boot_id = fields[2];
   return record;
 }
-
-// Owns the posix_spawn attribute objects so every return path destroys them.
-class SpawnAttributes {
- public:
-  SpawnAttributes() {
-    posix_spawn_file_actions_init(&actions_);
-    posix_spawnattr_init(&attr_);
-  }
-  ~SpawnAttributes() {
-    posix_spawn_file_actions_destroy(&actions_);
-    posix_spawnattr_destroy(&attr_);
-  }
-  SpawnAttributes(const SpawnAttributes&) = delete;
-  SpawnAttributes& operator=(const SpawnAttributes&) = delete;
-
-  posix_spawn_file_actions_t* actions() { return &actions_; }
-  posix_spawnattr_t* attr() { return &attr_; }
-
- private:
-  posix_spawn_file_actions_t actions_;
-  posix_spawnattr_t attr_;
-};
 
 std::string MiB(uint64_t bytes) {
   return absl::StrFormat("%.1f MiB", static_cast<double>(bytes) / (1 << 20));
