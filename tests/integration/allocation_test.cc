@@ -15,10 +15,10 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "testing/build_dir.h"
 #include "master/master_daemon.h"
 #include "rz/v1/operator.grpc.pb.h"
 #include "scheduler_api/scheduler_client.h"
+#include "testing/build_dir.h"
 
 namespace rz {
 namespace {

@@ -15,10 +15,10 @@
 #include "common/task_states.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "testing/build_dir.h"
 #include "httplib.h"
 #include "master/master_daemon.h"
 #include "scheduler_api/scheduler_client.h"
+#include "testing/build_dir.h"
 
 namespace rz {
 namespace {
