@@ -188,7 +188,6 @@ TEST(CheckpointStoreTest, EveryRecordTypeSurvivesReopen) {
     CheckpointBatch batch;
     rz::v1::AgentCheckpoint agent;
     agent.mutable_info()->set_id("agent-1");
-    agent.set_boot_id("boot-1");
     batch.PutAgent(agent);
     batch.PutFramework(Framework("f1"));
     batch.PutFramework(Framework("f2", "batch"));
@@ -204,7 +203,6 @@ TEST(CheckpointStoreTest, EveryRecordTypeSurvivesReopen) {
   EXPECT_THAT(recovered.skipped, IsEmpty());
   ASSERT_TRUE(recovered.agent.has_value());
   EXPECT_EQ(recovered.agent->info().id(), "agent-1");
-  EXPECT_EQ(recovered.agent->boot_id(), "boot-1");
   ASSERT_THAT(recovered.frameworks, SizeIs(2));
   EXPECT_EQ(recovered.frameworks.at(FrameworkId("f2")).name(), "batch");
   ASSERT_THAT(recovered.tasks, SizeIs(2));

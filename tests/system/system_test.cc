@@ -522,6 +522,19 @@ TEST_F(ClusterTest, AnAgentKilledWithSigkillRecoversItsRunningTask) {
       kStartTimeout));
 }
 
+// A checkpoint LevelDB cannot open (its CURRENT names a manifest that is gone) is repaired and
+// reported, never a crash loop: the agent starts, registers and runs tasks.
+TEST_F(ClusterTest, AnAgentWithADamagedCheckpointStillStarts) {
+  const std::string dir = absl::StrCat(temp_.path(), "/agent-2");
+  std::filesystem::create_directories(dir + "/meta");
+  std::ofstream(dir + "/meta/CURRENT") << "MANIFEST-000042\n";
+  std::ofstream(dir + "/meta/000041.log") << "not a log record";
+  ++agents_started_;
+  StartAgent(2);
+  ASSERT_NO_FATAL_FAILURE(WaitForRegisteredAgents(2));
+  EXPECT_FALSE(daemons_.back().process.Poll().has_value()) << "rz-agent 2 exited";
+}
+
 // Daemons started without a cluster around them.
 class DaemonTest : public SystemTestBase {};
 
