@@ -50,14 +50,14 @@ std::string DefaultInitPath() {
   return (exe.parent_path() / "rz-containerizer-init").string();
 }
 
-// The parts of an agent's info that its tasks and offers depend on; a checkpoint written with
-// other values belongs to another agent.
-std::string Fingerprint(const v1::AgentInfo& info) {
-  v1::AgentInfo stable;
-  *stable.mutable_resources() = info.resources();
-  *stable.mutable_attributes() = info.attributes();
+// The agent's attributes as text ("rack:r1;zone:eu"): running tasks may have been placed by
+// offer constraints on them, so a checkpoint written with other attributes belongs to another
+// agent.
+std::string AttributesText(const v1::AgentInfo& info) {
   std::string out;
-  stable.SerializeToString(&out);
+  for (const v1::Attribute& attribute : info.attributes()) {
+    absl::StrAppend(&out, attribute.name(), ":", attribute.text(), ";");
+  }
   return out;
 }
 
@@ -123,19 +123,26 @@ absl::Status AgentDaemon::Start() {
 
   if (checkpoint->agent.has_value()) {
     v1::AgentInfo current;
-    ToProto(options_.resources, current.mutable_resources());
     for (const auto& [name, value] : options_.attributes) {
       v1::Attribute* attribute = current.add_attributes();
       attribute->set_name(name);
       attribute->set_text(value);
     }
-    if (Fingerprint(current) != Fingerprint(checkpoint->agent->info())) {
+    const v1::AgentInfo& saved = checkpoint->agent->info();
+    if (AttributesText(current) != AttributesText(saved)) {
       return fail(absl::FailedPreconditionError(
           absl::StrCat("the checkpoint in ", options_.work_dir, "/meta belongs to agent ",
-                       checkpoint->agent->info().id(),
-                       " with other resources or attributes; start with the same --resources and "
-                       "--attributes, or remove ",
+                       saved.id(), " with attributes '", AttributesText(saved), "', not '",
+                       AttributesText(current), "'; start with the same --attributes, or remove ",
                        options_.work_dir, "/meta (and lose its tasks) to start as a new agent")));
+    }
+    // Resources may change (detected disk space does, between any two starts): the master
+    // takes the new totals at reregistration and refuses them if the running tasks no longer
+    // fit.
+    if (auto saved_resources = FromProto(saved.resources());
+        saved_resources.ok() && *saved_resources != options_.resources) {
+      LOG(INFO) << "agent " << saved.id() << " restarts with resources "
+                << options_.resources.ToString() << " (was " << saved_resources->ToString() << ")";
     }
   }
 
