@@ -234,7 +234,7 @@ TEST_F(ContainerizerTest, CpuAndMemoryLimitsAreWrittenToTheCgroups) {
 
 TEST_F(ContainerizerTest, AMemoryHogFailsWithTheMemoryReasonAndTheLimitInTheMessage) {
   ContainerSpec spec =
-      Spec("hog", "python3 -c 'b = bytearray(300 << 20); import time; time.sleep(5)'");
+      Spec("hog", "dd if=/dev/zero of=/dev/null bs=300M count=1");  // A 300 MB buffer.
   spec.mem_mb = 64;
   ASSERT_TRUE(containerizer_->Launch(spec, exits_.For("hog")).ok());
   std::optional<Termination> exit = exits_.Wait("hog");
