@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -185,9 +186,67 @@ class SystemTestBase : public ::testing::Test {
   int commands_run_ = 0;
 };
 
+// Kills every process in the cgroup `name` (under this process's own cgroup, in every
+// hierarchy) and removes it with its children. A safety net for tests whose agents could not
+// clean up (killed with SIGKILL, or a test that failed half-way).
+void DestroyCgroupTree(const std::string& name) {
+  std::vector<std::string> roots;
+  for (absl::string_view line : absl::StrSplit(ReadOrEmpty("/proc/self/cgroup"), '\n')) {
+    std::vector<std::string> fields = absl::StrSplit(line, absl::MaxSplits(':', 2));
+    if (fields.size() != 3 || absl::StartsWith(fields[1], "name=")) {
+      continue;
+    }
+    std::string base = "/sys/fs/cgroup";
+    if (!fields[1].empty()) {
+      base = absl::StrCat(base, "/", fields[1]);
+    } else if (std::filesystem::exists("/sys/fs/cgroup/unified/cgroup.controllers")) {
+      base = "/sys/fs/cgroup/unified";
+    }
+    roots.push_back(absl::StrCat(base, fields[2] == "/" ? "" : fields[2], "/", name));
+  }
+  for (int round = 0; round < 50; ++round) {
+    bool any = false;
+    for (const std::string& root : roots) {
+      std::error_code error;
+      if (!std::filesystem::exists(root, error)) {
+        continue;
+      }
+      any = true;
+      // Children first: collect every directory, deepest last, then walk it backwards.
+      std::vector<std::string> dirs = {root};
+      for (const auto& entry : std::filesystem::recursive_directory_iterator(root, error)) {
+        if (entry.is_directory(error)) {
+          dirs.push_back(entry.path().string());
+        }
+      }
+      for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
+        for (absl::string_view pid :
+             absl::StrSplit(ReadOrEmpty(*it + "/cgroup.procs"), '\n', absl::SkipEmpty())) {
+          int value = 0;
+          if (absl::SimpleAtoi(pid, &value) && value > 0) {
+            ::kill(value, SIGKILL);
+          }
+        }
+        ::rmdir(it->c_str());
+      }
+    }
+    if (!any) {
+      return;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
 // One master and one agent (cpus:2;mem:1024), up and registered before each test.
 class ClusterTest : public SystemTestBase {
  protected:
+  void TearDown() override {
+    SystemTestBase::TearDown();
+    for (int index = 1; index <= agents_started_; ++index) {
+      DestroyCgroupTree(CgroupsParent(index));
+    }
+  }
+
   void SetUp() override {
     const std::string master_dir = absl::StrCat(temp_.path(), "/master");
     std::filesystem::create_directories(master_dir);
