@@ -577,6 +577,9 @@ void Agent::RunTasks(const rz::v1::FrameworkInfo& framework,
   }
   for (const TaskKey& key : launch) {
     TaskRecord& record = tasks_.at(key);
+    if (record.phase != Phase::kLaunching) {
+      continue;  // Killed with a group member that could not start.
+    }
     absl::StatusOr<std::string> user = ResolveUser(record.task);
     if (!user.ok()) {
       record.phase = Phase::kTerminal;

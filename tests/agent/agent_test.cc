@@ -1458,6 +1458,24 @@ TEST_F(AgentTest, LaunchFailureOfOneMemberKillsTheOthers) {
               ElementsAre(Pair(containerizer_->ContainerOf("g1"), SIGTERM)));
 }
 
+TEST_F(AgentTest, AMemberThatMayNotRunKillsTheGroupBeforeAnyoneStarts) {
+  AgentOptions options = DefaultOptions();
+  options.can_switch_user = true;
+  options.allow_root_tasks = false;
+  StartFreshAgent(options);
+  Register();
+  MasterMessage run = RunTaskGroupMessage({"g1", "g2"});
+  run.mutable_run_task_group()->mutable_tasks(0)->mutable_command()->set_user("root");
+  Deliver(run);
+  RunJobs();
+  EXPECT_EQ(containerizer_->launches(), 0);
+  const std::vector<TaskStatus> updates = AckAll();
+  EXPECT_THAT(States(Of(updates, "g1")), ElementsAre(rz::v1::TASK_FAILED));
+  // Killed while still launching: never STARTING after its terminal update.
+  EXPECT_THAT(States(Of(updates, "g2")), ElementsAre(rz::v1::TASK_KILLED));
+  EXPECT_EQ(Of(updates, "g2")[0].reason(), TaskStatus::REASON_TASK_GROUP_MEMBER_FAILED);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Health checks
 
