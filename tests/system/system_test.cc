@@ -277,7 +277,7 @@ class ClusterTest : public SystemTestBase {
 
   // Starts agent `index` (a new one when 0) with its work dir <temp>/agent-<index>; restarting
   // an index reuses its work dir, as an operator restarting the daemon would.
-  cli::Subprocess& StartAgent(int index = 0) {
+  cli::Subprocess& StartAgent(int index = 0, const std::string& attributes = "") {
     if (index == 0) {
       index = ++agents_started_;
     }
@@ -289,6 +289,7 @@ class ClusterTest : public SystemTestBase {
          "--hostname=127.0.0.1", "--http_port=0", "--resources=cpus:2;mem:1024",
          absl::StrCat("--work_dir=", dir), absl::StrCat("--cgroups_parent=", CgroupsParent(index)),
          "--usage_interval=1s", "--registration_backoff_max=1s", "--destroy_containers_on_stop",
+         absl::StrCat("--attributes=", attributes),
          absl::StrCat("--endpoints_file=", dir, "/endpoints.json")},
         absl::StrCat(dir, "/agent.log"));
   }
@@ -592,6 +593,25 @@ TEST_F(ClusterTest, AnAgentWithADamagedCheckpointStillStarts) {
   StartAgent(2);
   ASSERT_NO_FATAL_FAILURE(WaitForRegisteredAgents(2));
   EXPECT_FALSE(daemons_.back().process.Poll().has_value()) << "rz-agent 2 exited";
+}
+
+// Offer constraints may have placed running tasks by the agent's attributes: a restart with
+// other attributes is refused with one line saying what to do, instead of silently reusing the
+// old agent id.
+TEST_F(ClusterTest, AnAgentRestartedWithOtherAttributesIsRefused) {
+  const std::string agent_id = state_.agents(0).info().id();
+  ASSERT_EQ(daemons_.back().name, "rz-agent 1");
+  daemons_.back().process.Signal(SIGTERM);
+  ASSERT_TRUE(daemons_.back().process.WaitFor(absl::Seconds(20)).has_value());
+
+  cli::Subprocess& agent = StartAgent(1, "rack:r2");
+  std::optional<int> status = agent.WaitFor(kStartTimeout);
+  ASSERT_TRUE(status.has_value()) << "rz-agent started with other attributes";
+  EXPECT_EQ(cli::ExitCodeOf(*status), 1);
+  const std::string log = ReadOrEmpty(absl::StrCat(temp_.path(), "/agent-1/agent.log"));
+  EXPECT_THAT(log, HasSubstr(agent_id));
+  EXPECT_THAT(log, HasSubstr("rack:r2"));
+  EXPECT_THAT(log, HasSubstr("/meta"));
 }
 
 // Daemons started without a cluster around them.
