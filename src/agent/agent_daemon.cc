@@ -90,6 +90,17 @@ absl::Status AgentDaemon::Start() {
       std::filesystem::permissions(options_.work_dir, std::filesystem::perms::others_exec,
                                    std::filesystem::perm_options::add, error);
     }
+    // Its parents are the operator's; say so if one of them locks task users out.
+    for (std::filesystem::path dir = std::filesystem::path(options_.work_dir).parent_path();
+         !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
+      const auto parent = std::filesystem::status(dir, error).permissions();
+      if (!error &&
+          (parent & std::filesystem::perms::others_exec) == std::filesystem::perms::none) {
+        LOG(WARNING) << dir.string() << " is not searchable by other users (o+x): tasks that run "
+                     << "as another user cannot reach their sandboxes in " << options_.work_dir;
+        break;
+      }
+    }
   }
 
   // The checkpoint.

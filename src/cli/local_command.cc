@@ -180,6 +180,10 @@ class LocalCluster {
         return absl::ErrnoToStatus(errno, "creating a work dir under /tmp");
       }
       work_dir_ = templ;
+      // Agents running as root run tasks as another user, who must reach the sandboxes below.
+      if (::chmod(templ, 0755) != 0) {
+        return absl::ErrnoToStatus(errno, absl::StrCat("making ", templ, " searchable"));
+      }
       return absl::OkStatus();
     }
     if (absl::Status status = MakeDirs(options_.work_dir); !status.ok()) {
