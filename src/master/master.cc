@@ -302,12 +302,16 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
   DCHECK(loop_.IsLoopThread());
   RZ_ASSIGN_OR_RETURN(Framework * framework, FindCaller(request.header()));
   for (const v1::Operation& op : request.operations()) {
-    if (op.type() != v1::Operation::LAUNCH) {
-      return absl::UnimplementedError(absl::StrCat("operation ",
-                                                   v1::Operation::Type_Name(op.type()),
-                                                   " is not supported yet; only LAUNCH is"));
+    if (op.type() != v1::Operation::LAUNCH && op.type() != v1::Operation::LAUNCH_GROUP) {
+      return absl::UnimplementedError(
+          absl::StrCat("operation ", v1::Operation::Type_Name(op.type()),
+                       " is not supported yet; only LAUNCH and LAUNCH_GROUP are"));
     }
   }
+  auto tasks_of = [](const v1::Operation& op) -> const auto& {
+    return op.type() == v1::Operation::LAUNCH_GROUP ? op.launch_group().tasks()
+                                                    : op.launch().tasks();
+  };
 
   // Validate the offers as a set; any problem drops every task of the call.
   std::string problem;
@@ -354,7 +358,7 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
     ++counters_.invalid_accepts;
     LOG(WARNING) << "invalid ACCEPT from framework '" << framework->id.value() << "': " << problem;
     for (const v1::Operation& op : request.operations()) {
-      for (const v1::TaskInfo& task : op.launch().tasks()) {
+      for (const v1::TaskInfo& task : tasks_of(op)) {
         SendUpdate(*framework, MasterStatus(framework->id, task.task_id(), task.agent_id(),
                                             v1::TASK_DROPPED, v1::TaskStatus::REASON_INVALID_OFFERS,
                                             absl::StrCat("invalid offers: ", problem)));
@@ -383,6 +387,10 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
   }
   Agent& agent = agents_.at(agent_id);
   for (const v1::Operation& op : request.operations()) {
+    if (op.type() == v1::Operation::LAUNCH_GROUP) {
+      LaunchGroup(*framework, agent, role, op.launch_group().tasks(), available);
+      continue;
+    }
     for (const v1::TaskInfo& task : op.launch().tasks()) {
       LaunchTask(*framework, agent, role, task, available);
     }
@@ -399,58 +407,54 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
   return absl::OkStatus();
 }
 
-void Master::LaunchTask(Framework& framework, Agent& agent, const std::string& role,
-                        v1::TaskInfo task, Resources& available) {
-  auto drop = [&](v1::TaskState state, v1::TaskStatus::Reason reason, const std::string& why) {
-    LOG(WARNING) << "framework '" << framework.id.value() << "' task '" << task.task_id()
-                 << "': " << why;
-    SendUpdate(framework,
-               MasterStatus(framework.id, task.task_id(), agent.id.value(), state, reason, why));
+absl::StatusOr<Resources> Master::CheckTask(const Framework& framework, const Agent& agent,
+                                            const v1::TaskInfo& task, const Resources& available,
+                                            TaskRejection& rejection) const {
+  auto reject = [&](v1::TaskState state, v1::TaskStatus::Reason reason, std::string why) {
+    rejection = {state, reason, why};
+    return absl::InvalidArgumentError(std::move(why));
   };
   if (task.task_id().empty()) {
-    drop(v1::TASK_ERROR, v1::TaskStatus::REASON_TASK_INVALID, "task has no task_id");
-    return;
+    return reject(v1::TASK_ERROR, v1::TaskStatus::REASON_TASK_INVALID, "task has no task_id");
   }
-  const TaskKey key(framework.id, TaskId(task.task_id()));
-  if (tasks_.contains(key)) {
-    drop(v1::TASK_ERROR, v1::TaskStatus::REASON_TASK_INVALID,
-         absl::StrCat("task id '", task.task_id(), "' is already in use"));
-    return;
+  if (tasks_.contains(TaskKey(framework.id, TaskId(task.task_id())))) {
+    return reject(v1::TASK_ERROR, v1::TaskStatus::REASON_TASK_INVALID,
+                  absl::StrCat("task id '", task.task_id(), "' is already in use"));
   }
   if (!task.agent_id().empty() && task.agent_id() != agent.id.value()) {
-    drop(v1::TASK_ERROR, v1::TaskStatus::REASON_TASK_INVALID,
-         absl::StrCat("task names agent '", task.agent_id(), "' but the offers are on agent '",
-                      agent.id.value(), "'"));
-    return;
+    return reject(v1::TASK_ERROR, v1::TaskStatus::REASON_TASK_INVALID,
+                  absl::StrCat("task names agent '", task.agent_id(),
+                               "' but the offers are on agent '", agent.id.value(), "'"));
   }
   if (task.command().value().empty()) {
-    drop(v1::TASK_ERROR, v1::TaskStatus::REASON_TASK_INVALID, "task has no command");
-    return;
+    return reject(v1::TASK_ERROR, v1::TaskStatus::REASON_TASK_INVALID, "task has no command");
   }
   absl::StatusOr<Resources> requested = FromProto(task.resources());
   if (!requested.ok()) {
-    drop(v1::TASK_ERROR, v1::TaskStatus::REASON_TASK_INVALID,
-         absl::StrCat("invalid resources: ", requested.status().message()));
-    return;
+    return reject(v1::TASK_ERROR, v1::TaskStatus::REASON_TASK_INVALID,
+                  absl::StrCat("invalid resources: ", requested.status().message()));
   }
   if (requested->empty()) {
-    drop(v1::TASK_ERROR, v1::TaskStatus::REASON_TASK_INVALID, "task uses no resources");
-    return;
+    return reject(v1::TASK_ERROR, v1::TaskStatus::REASON_TASK_INVALID, "task uses no resources");
   }
   if (!available.Contains(*requested)) {
-    drop(v1::TASK_DROPPED, v1::TaskStatus::REASON_INVALID_OFFERS,
-         absl::StrCat("task uses ", requested->ToString(),
-                      " which the offers do not hold (left: ", available.ToString(), ")"));
-    return;
+    return reject(v1::TASK_DROPPED, v1::TaskStatus::REASON_INVALID_OFFERS,
+                  absl::StrCat("task uses ", requested->ToString(),
+                               " which the offers do not hold (left: ", available.ToString(), ")"));
   }
-  RZ_CHECK_OK(available.Subtract(*requested));
+  return requested;
+}
 
+v1::TaskInfo Master::RecordTask(Framework& framework, Agent& agent, const std::string& role,
+                                v1::TaskInfo task, const Resources& requested,
+                                const std::string& group_id) {
+  const TaskKey key(framework.id, TaskId(task.task_id()));
   task.set_agent_id(agent.id.value());
   for (v1::Resource& resource : *task.mutable_resources()) {
     resource.set_allocation_role(role);
   }
   Task& entry = tasks_[key];
-  entry.resources = *requested;
+  entry.resources = requested;
   v1::Task& proto = entry.proto;
   proto.set_task_id(task.task_id());
   proto.set_name(task.name());
@@ -462,6 +466,7 @@ void Master::LaunchTask(Framework& framework, Agent& agent, const std::string& r
   *proto.mutable_resources() = task.resources();
   *proto.mutable_command() = task.command();
   *proto.mutable_labels() = task.labels();
+  proto.set_group_id(group_id);
   *proto.mutable_latest_status() =
       MasterStatus(framework.id, task.task_id(), agent.id.value(), v1::TASK_STAGING,
                    v1::TaskStatus::REASON_UNSPECIFIED, "");
@@ -469,11 +474,75 @@ void Master::LaunchTask(Framework& framework, Agent& agent, const std::string& r
   framework.tasks.insert(key.second);
   agent.tasks.insert(key);
   ++counters_.tasks_launched;
+  return task;
+}
 
+void Master::LaunchTask(Framework& framework, Agent& agent, const std::string& role,
+                        v1::TaskInfo task, Resources& available) {
+  TaskRejection rejection;
+  absl::StatusOr<Resources> requested = CheckTask(framework, agent, task, available, rejection);
+  if (!requested.ok()) {
+    LOG(WARNING) << "framework '" << framework.id.value() << "' task '" << task.task_id()
+                 << "': " << rejection.message;
+    SendUpdate(framework, MasterStatus(framework.id, task.task_id(), agent.id.value(),
+                                       rejection.state, rejection.reason, rejection.message));
+    return;
+  }
+  RZ_CHECK_OK(available.Subtract(*requested));
   v1::MasterMessage message;
   v1::MasterMessage::RunTask* run = message.mutable_run_task();
   *run->mutable_framework() = framework.info;
-  *run->mutable_task() = std::move(task);
+  *run->mutable_task() =
+      RecordTask(framework, agent, role, std::move(task), *requested, /*group_id=*/"");
+  SendToAgent(agent, std::move(message));
+}
+
+void Master::LaunchGroup(Framework& framework, Agent& agent, const std::string& role,
+                         const google::protobuf::RepeatedPtrField<v1::TaskInfo>& tasks,
+                         Resources& available) {
+  // Check every member against what the members before it leave.
+  std::optional<TaskRejection> problem;
+  std::vector<Resources> requested;
+  Resources left = available;
+  absl::btree_set<std::string> ids;
+  if (tasks.empty()) {
+    LOG(WARNING) << "framework '" << framework.id.value() << "' sent an empty task group";
+    return;
+  }
+  for (const v1::TaskInfo& task : tasks) {
+    TaskRejection rejection;
+    absl::StatusOr<Resources> uses = CheckTask(framework, agent, task, left, rejection);
+    if (uses.ok() && !ids.insert(task.task_id()).second) {
+      uses = absl::InvalidArgumentError("duplicate");
+      rejection = {v1::TASK_ERROR, v1::TaskStatus::REASON_TASK_INVALID,
+                   absl::StrCat("task id '", task.task_id(), "' appears twice in the group")};
+    }
+    if (!uses.ok()) {
+      problem = rejection;
+      problem->message =
+          absl::StrCat("task group member '", task.task_id(), "': ", rejection.message);
+      break;
+    }
+    RZ_CHECK_OK(left.Subtract(*uses));
+    requested.push_back(*std::move(uses));
+  }
+  if (problem.has_value()) {
+    LOG(WARNING) << "framework '" << framework.id.value() << "': " << problem->message;
+    for (const v1::TaskInfo& task : tasks) {
+      SendUpdate(framework, MasterStatus(framework.id, task.task_id(), agent.id.value(),
+                                         problem->state, problem->reason, problem->message));
+    }
+    return;
+  }
+  available = left;
+  const std::string group_id = tasks.begin()->task_id();
+  v1::MasterMessage message;
+  v1::MasterMessage::RunTaskGroup* run = message.mutable_run_task_group();
+  *run->mutable_framework() = framework.info;
+  int index = 0;
+  for (const v1::TaskInfo& task : tasks) {
+    *run->add_tasks() = RecordTask(framework, agent, role, task, requested[index++], group_id);
+  }
   SendToAgent(agent, std::move(message));
 }
 

@@ -190,8 +190,28 @@ class Master {
   v1::TaskStatus MasterStatus(const FrameworkId& framework, const std::string& task_id,
                               const std::string& agent_id, v1::TaskState state,
                               v1::TaskStatus::Reason reason, const std::string& message) const;
+  // Why a task of an ACCEPT cannot launch: the update its framework gets instead.
+  struct TaskRejection {
+    v1::TaskState state;
+    v1::TaskStatus::Reason reason;
+    std::string message;
+  };
+  // Checks `task` against the framework's tasks, the agent and `available`; returns the
+  // resources it uses.
+  absl::StatusOr<Resources> CheckTask(const Framework& framework, const Agent& agent,
+                                      const v1::TaskInfo& task, const Resources& available,
+                                      TaskRejection& rejection) const;
+  // Records a checked task as STAGING on the agent and returns it as the agent must get it.
+  v1::TaskInfo RecordTask(Framework& framework, Agent& agent, const std::string& role,
+                          v1::TaskInfo task, const Resources& requested,
+                          const std::string& group_id);
   void LaunchTask(Framework& framework, Agent& agent, const std::string& role, v1::TaskInfo task,
                   Resources& available);
+  // LAUNCH_GROUP: every task or none (each gets the group's problem), on one agent, in one
+  // RunTaskGroup.
+  void LaunchGroup(Framework& framework, Agent& agent, const std::string& role,
+                   const google::protobuf::RepeatedPtrField<v1::TaskInfo>& tasks,
+                   Resources& available);
 
   // Agent side.
   absl::Status RegisterAgent(const StreamId& link, const v1::AgentMessage::Register& reg,

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -194,6 +195,33 @@ TEST_F(ClusterTest, AFailingTaskReportsItsExitStatus) {
   EXPECT_THAT(updates.back().message(), HasSubstr("status 3"));
   ASSERT_TRUE(updates.back().has_exit_status());
   EXPECT_EQ(WEXITSTATUS(updates.back().exit_status()), 3);
+}
+
+// LAUNCH_GROUP end to end: both tasks start in one parent cgroup; when one fails the agent
+// kills the other (SCENARIOS G5).
+TEST_F(ClusterTest, WhenOneTaskOfAGroupFailsTheOthersAreKilled) {
+  v1::Offer offer = NextOffer();
+  v1::Operation op;
+  op.set_type(v1::Operation::LAUNCH_GROUP);
+  *op.mutable_launch_group()->add_tasks() = ShellTask("ga", "sleep 0.5; exit 3");
+  *op.mutable_launch_group()->add_tasks() = ShellTask("gb", "sleep 60");
+  ASSERT_TRUE(scheduler_->Accept({OfferId(offer.id())}, {op}).ok());
+  std::map<std::string, v1::TaskStatus> last;
+  while (!(last.contains("ga") && IsTerminal(last["ga"].state()) && last.contains("gb") &&
+           IsTerminal(last["gb"].state()))) {
+    std::optional<v1::Event> event = NextEventWhere([](const v1::Event& e) {
+      return e.has_update() &&
+             (e.update().status().task_id() == "ga" || e.update().status().task_id() == "gb");
+    });
+    ASSERT_TRUE(event.has_value()) << "the group's tasks did not both end";
+    const v1::TaskStatus& status = event->update().status();
+    last[status.task_id()] = status;
+    ASSERT_TRUE(scheduler_->Acknowledge(status).ok());
+  }
+  EXPECT_EQ(last["ga"].state(), v1::TASK_FAILED);
+  EXPECT_EQ(WEXITSTATUS(last["ga"].exit_status()), 3);
+  EXPECT_EQ(last["gb"].state(), v1::TASK_KILLED);
+  EXPECT_EQ(last["gb"].reason(), v1::TaskStatus::REASON_TASK_GROUP_MEMBER_FAILED);
 }
 
 TEST_F(ClusterTest, AKilledTaskEndsKilled) {

@@ -151,16 +151,18 @@ class MasterTest : public ::testing::Test {
   }
 
   absl::Status Launch(const Scheduler& s, std::vector<std::string> offer_ids,
-                      std::vector<v1::TaskInfo> tasks, double refuse_seconds = 5) {
+                      std::vector<v1::TaskInfo> tasks, double refuse_seconds = 5,
+                      bool group = false) {
     v1::AcceptRequest request;
     *request.mutable_header() = s.header();
     for (const std::string& id : offer_ids) {
       request.add_offer_ids(id);
     }
     v1::Operation* op = request.add_operations();
-    op->set_type(v1::Operation::LAUNCH);
+    op->set_type(group ? v1::Operation::LAUNCH_GROUP : v1::Operation::LAUNCH);
     for (v1::TaskInfo& task : tasks) {
-      *op->mutable_launch()->add_tasks() = std::move(task);
+      *(group ? op->mutable_launch_group()->add_tasks() : op->mutable_launch()->add_tasks()) =
+          std::move(task);
     }
     request.mutable_filters()->set_refuse_seconds(refuse_seconds);
     absl::Status status = master_.Accept(request);
@@ -321,6 +323,63 @@ TEST_F(MasterTest, ATaskAskingForMoreThanTheOfferIsDropped) {
   ASSERT_THAT(updates, SizeIs(1));
   EXPECT_EQ(updates[0].state(), v1::TASK_DROPPED);
   EXPECT_THAT(updates[0].message(), HasSubstr("cpus:4"));
+  EXPECT_THAT(agent.stream->Take(), IsEmpty());
+}
+
+TEST_F(MasterTest, ATaskGroupGoesToItsAgentAsOneRunTaskGroup) {
+  Agent agent = AddAgent("cpus:2;mem:1024");
+  Scheduler s = Subscribe();
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  ASSERT_TRUE(Launch(s, {offers[0].id()}, {Task("g1", "cpus:1;mem:128"), Task("g2", "cpus:0.5")}, 5,
+                     /*group=*/true)
+                  .ok());
+  std::vector<v1::MasterMessage> to_agent = agent.stream->Take();
+  ASSERT_THAT(to_agent, SizeIs(1));
+  ASSERT_TRUE(to_agent[0].has_run_task_group());
+  const auto& group = to_agent[0].run_task_group();
+  ASSERT_EQ(group.tasks_size(), 2);
+  EXPECT_EQ(group.tasks(0).task_id(), "g1");
+  EXPECT_EQ(group.tasks(1).task_id(), "g2");
+  EXPECT_EQ(group.tasks(1).agent_id(), agent.id);
+  EXPECT_EQ(group.framework().id(), s.framework_id);
+  ASSERT_EQ(master_.snapshot()->tasks_size(), 2);
+  for (const v1::Task& task : master_.snapshot()->tasks()) {
+    EXPECT_EQ(task.state(), v1::TASK_STAGING);
+    EXPECT_EQ(task.group_id(), "g1");
+  }
+  EXPECT_EQ(master_.counters().tasks_launched, 2);
+}
+
+TEST_F(MasterTest, ATaskGroupLaunchesWholeOrNotAtAll) {
+  Agent agent = AddAgent("cpus:2;mem:1024");
+  Scheduler s = Subscribe();
+  std::vector<v1::Offer> offers = Offers(s.stream->Take());
+  // Each member fits alone; together they do not.
+  ASSERT_TRUE(Launch(s, {offers[0].id()}, {Task("g1", "cpus:1.5"), Task("g2", "cpus:1")}, 5,
+                     /*group=*/true)
+                  .ok());
+  EXPECT_THAT(agent.stream->Take(), IsEmpty());
+  std::vector<v1::TaskStatus> updates = Updates(s.stream->Take());
+  ASSERT_THAT(updates, SizeIs(2));
+  for (const v1::TaskStatus& update : updates) {
+    EXPECT_EQ(update.state(), v1::TASK_DROPPED);
+    EXPECT_EQ(update.reason(), v1::TaskStatus::REASON_INVALID_OFFERS);
+    EXPECT_THAT(update.message(), HasSubstr("task group member 'g2'"));
+  }
+  EXPECT_EQ(master_.snapshot()->tasks_size(), 0);
+
+  // A member without a command makes every member TASK_ERROR.
+  loop_.AdvanceTime(absl::Seconds(6));
+  offers = Offers(s.stream->Take());
+  ASSERT_THAT(offers, SizeIs(1));
+  v1::TaskInfo bad = Task("h2", "cpus:0.5");
+  bad.mutable_command()->clear_value();
+  ASSERT_TRUE(Launch(s, {offers[0].id()}, {Task("h1", "cpus:0.5"), bad}, 5, /*group=*/true).ok());
+  updates = Updates(s.stream->Take());
+  ASSERT_THAT(updates, SizeIs(2));
+  EXPECT_EQ(updates[0].state(), v1::TASK_ERROR);
+  EXPECT_EQ(updates[1].state(), v1::TASK_ERROR);
+  EXPECT_THAT(updates[0].message(), HasSubstr("no command"));
   EXPECT_THAT(agent.stream->Take(), IsEmpty());
 }
 
