@@ -192,15 +192,7 @@ ProbeResult RunCommand(const HealthCheck& check, const HealthChecker::Target& ta
   }
   // Own process group (pgid = pid) so a timeout kills everything the check started; an empty
   // signal mask and default dispositions, whatever the agent's threads block or ignore.
-  posix_spawnattr_setflags(spawn.attr(),
-                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(spawn.attr(), 0);
-  sigset_t empty;
-  sigemptyset(&empty);
-  posix_spawnattr_setsigmask(spawn.attr(), &empty);
-  sigset_t all;
-  sigfillset(&all);
-  posix_spawnattr_setsigdefault(spawn.attr(), &all);
+  spawn.NewProcessGroupWithCleanSignals();
 
   const absl::Time deadline = RealClock::Get().Now() + timeout;
   pid_t pid = 0;

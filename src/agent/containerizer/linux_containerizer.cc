@@ -328,15 +328,7 @@ absl::StatusOr<pid_t> LinuxContainerizer::Launch(const ContainerSpec& spec, Exit
   posix_spawn_file_actions_addclosefrom_np(spawn.actions(), kChildSyncFd + 1);
   // A process group of its own; an empty signal mask and default dispositions (the agent's
   // main thread blocks SIGTERM/SIGINT and libraries ignore SIGPIPE).
-  posix_spawnattr_setflags(spawn.attr(),
-                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(spawn.attr(), 0);
-  sigset_t empty;
-  sigemptyset(&empty);
-  posix_spawnattr_setsigmask(spawn.attr(), &empty);
-  sigset_t all;
-  sigfillset(&all);
-  posix_spawnattr_setsigdefault(spawn.attr(), &all);
+  spawn.NewProcessGroupWithCleanSignals();
 
   pid_t pid = 0;
   const int rc = ::posix_spawn(&pid, options_.init_path.c_str(), spawn.actions(), spawn.attr(),
