@@ -55,6 +55,7 @@ int Run() {
   master_options.hostname = "127.0.0.1";
   master_options.port = 0;
   master_options.http_port = 0;
+  master_options.registry = master::RegistryBackend::kInMemory;
   master::MasterDaemon master(master_options);
   CHECK(master.Start().ok());
   std::vector<std::unique_ptr<agent::AgentDaemon>> agents;

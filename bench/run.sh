@@ -3,7 +3,8 @@
 #   RESULT <name> <value> <unit>
 #
 #   bench/run.sh allocator   allocation cycle cost and memory of the hierarchical allocator
-#   bench/run.sh master      end-to-end task launch latency and throughput (in-process cluster)
+#   bench/run.sh master      end-to-end task launch latency and throughput (in-process cluster),
+#                            then /state-summary, /tasks pages and /state at 10k agents, 100k tasks
 #   bench/run.sh agent       one agent's RUN_TASK -> TASK_RUNNING latency, launch rate and RSS
 #                            with real cgroups (needs root; falls back to no isolation, loudly)
 set -euo pipefail
@@ -26,8 +27,13 @@ case "$suite" in
     taskset -c 1 "$build_dir/bench/allocator_bench" "${@:2}"
     ;;
   master)
-    build launch_bench
+    # End-to-end launch figures, then the read API at 10,000 agents and 100,000 tasks
+    # (master_state_bench; its RESULT lines come last). Extra arguments go to launch_bench;
+    # MASTER_STATE_ARGS to master_state_bench (e.g. "--agents=1000").
+    build launch_bench master_state_bench
     "$build_dir/bench/launch_bench" "${@:2}"
+    # shellcheck disable=SC2086
+    "$build_dir/bench/master_state_bench" ${MASTER_STATE_ARGS:-}
     ;;
   agent)
     # The in-process agent with a fake master connection; extra arguments go to the binary,

@@ -9,6 +9,9 @@ find_package(leveldb CONFIG REQUIRED)
 find_package(GTest CONFIG REQUIRED)
 find_package(benchmark CONFIG REQUIRED)
 find_package(nlohmann_json CONFIG REQUIRED)
+# The master's metrics registry and Prometheus text format (core only; its HTTP exposer, which
+# the package also ships, is not used).
+find_package(prometheus-cpp CONFIG REQUIRED)
 find_package(PkgConfig REQUIRED)
 # The .pc file carries the defines libcpp-httplib.so was built with; every TU that includes
 # httplib.h must see them, so always link PkgConfig::HTTPLIB.

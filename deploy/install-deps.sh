@@ -10,7 +10,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libzookeeper-mt-dev libleveldb-dev libsnappy-dev libgoogle-glog-dev libgflags-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev nlohmann-json3-dev libssl-dev
-  libcurl4-openssl-dev libarchive-dev
+  libcurl4-openssl-dev libarchive-dev prometheus-cpp-dev
   # tests and tools
   curl procps util-linux
 )

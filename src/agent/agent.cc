@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/btree_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "agent/fetcher.h"
@@ -415,6 +416,24 @@ void Agent::OnMasterMessage(const rz::v1::MasterMessage& message) {
       break;
     case rz::v1::MasterMessage::kAcknowledge:
       Acknowledge(message.acknowledge());
+      break;
+    case rz::v1::MasterMessage::kShutdown: {
+      // Marked gone by an operator (or its machine is DOWN): the master has freed everything
+      // here and will refuse this agent id, so nothing it runs may go on.
+      LOG(ERROR) << "the master removed this agent: " << message.shutdown().message()
+                 << "; killing every task. Restart the agent with an empty work dir to join "
+                    "again as a new agent.";
+      absl::btree_set<FrameworkId> frameworks;
+      for (const auto& [key, record] : tasks_) {
+        frameworks.insert(key.first);
+      }
+      for (const FrameworkId& framework_id : frameworks) {
+        ShutdownFramework(framework_id);
+      }
+      break;
+    }
+    case rz::v1::MasterMessage::kFrameworkMessage:
+      DeliverMessage(message.framework_message());
       break;
     case rz::v1::MasterMessage::kPing: {
       rz::v1::AgentMessage pong;
@@ -967,6 +986,25 @@ void Agent::ShutdownFramework(const FrameworkId& framework_id) {
 
 // ---------------------------------------------------------------------------------------------
 // Status updates
+
+void Agent::DeliverMessage(const rz::v1::MasterMessage::FrameworkMessage& message) {
+  const TaskKey key(FrameworkId(message.framework_id()), TaskId(message.task_id()));
+  auto it = tasks_.find(key);
+  if (it == tasks_.end() || it->second.phase == Phase::kTerminal) {
+    LOG(WARNING) << "dropping a message for task '" << message.task_id() << "' of framework '"
+                 << message.framework_id() << "': not running here";
+    return;
+  }
+  const TaskRecord& record = it->second;
+  const int uid = record.uid.has_value() ? static_cast<int>(*record.uid) : -1;
+  const int gid = record.gid.has_value() ? static_cast<int>(*record.gid) : -1;
+  run_blocking_([sandbox = SandboxDir(options_.work_dir, key.first, key.second),
+                 data = message.data(), uid, gid, task_id = message.task_id()] {
+    if (absl::Status status = AppendMessage(sandbox, data, uid, gid); !status.ok()) {
+      LOG(WARNING) << "message for task '" << task_id << "' not delivered: " << status.message();
+    }
+  });
+}
 
 void Agent::Acknowledge(const rz::v1::MasterMessage::Acknowledge& ack) {
   const TaskKey key{FrameworkId(ack.framework_id()), TaskId(ack.task_id())};

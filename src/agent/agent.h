@@ -200,6 +200,8 @@ class Agent {
   void KillGroup(const TaskKey& key, rz::v1::TaskStatus::Reason reason, const std::string& why);
   void ShutdownFramework(const FrameworkId& framework_id);
   void Acknowledge(const rz::v1::MasterMessage::Acknowledge& ack);
+  // A scheduler's MESSAGE: appended to the task's `.rz/messages` on a worker (best effort).
+  void DeliverMessage(const rz::v1::MasterMessage::FrameworkMessage& message);
 
   // Creates the record of a valid task (or an invalid one, reported TASK_ERROR).
   TaskRecord* AddTask(const rz::v1::FrameworkInfo& framework, const rz::v1::TaskInfo& task_info,

@@ -159,7 +159,7 @@ absl::Status AgentDaemon::Start() {
 
   // The containerizer.
   std::unique_ptr<Cgroups> cgroups;
-  if (options_.isolation != "none") {
+  if (options_.isolation != "none" && options_.containerizer == nullptr) {
     if (options_.isolation != "cgroups" && options_.isolation != "auto") {
       return fail(absl::InvalidArgumentError(absl::StrCat("--isolation: '", options_.isolation,
                                                           "' is not one of cgroups, none, auto")));
@@ -176,14 +176,16 @@ absl::Status AgentDaemon::Start() {
       LOG(WARNING) << "running tasks without cgroups: " << detected.status().message();
     }
   }
-  isolation_description_ = cgroups ? cgroups->Describe() : "none";
+  isolation_description_ = options_.containerizer != nullptr ? "injected containerizer"
+                           : cgroups                         ? cgroups->Describe()
+                                                             : "none";
   std::string parent = options_.cgroups_parent;
   if (parent.empty()) {
     parent = absl::StrFormat("rz-%08x",
                              static_cast<uint32_t>(absl::HashOf(options_.work_dir) & 0xffffffff));
   }
   const char* path = std::getenv("PATH");
-  containerizer_ = std::make_unique<LinuxContainerizer>(
+  linux_containerizer_ = std::make_unique<LinuxContainerizer>(
       LinuxContainerizer::Options{
           .init_path =
               options_.containerizer_init.empty() ? DefaultInitPath() : options_.containerizer_init,
@@ -196,6 +198,8 @@ absl::Status AgentDaemon::Start() {
           .log_max_files = options_.log_max_files,
           .boot_id = LinuxContainerizer::HostBootId()},
       std::move(cgroups));
+  containerizer_ = options_.containerizer != nullptr ? options_.containerizer
+                                                     : linux_containerizer_.get();
   fetcher_ = std::make_unique<Fetcher>(
       FetcherOptions{.cache_dir = absl::StrCat(options_.work_dir, "/fetcher-cache"),
                      .cache_max_bytes = options_.fetcher_cache_max_bytes});
@@ -274,8 +278,8 @@ void AgentDaemon::Stop() {
   running_ = false;
   link_->Stop();
   loop_.Stop();
-  if (options_.destroy_containers_on_stop) {
-    containerizer_->DestroyAll(absl::Seconds(10));
+  if (options_.destroy_containers_on_stop && options_.containerizer == nullptr) {
+    linux_containerizer_->DestroyAll(absl::Seconds(10));
   }
   store_->Flush();
 }

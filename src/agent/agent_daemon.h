@@ -64,6 +64,9 @@ struct AgentDaemonOptions {
   bool checkpoint_sync = true;
   // Kill every container when the agent stops (tests, `rz local`); normally they outlive it.
   bool destroy_containers_on_stop = false;
+  // Test seam: run tasks through this containerizer (not owned; it must outlive the daemon)
+  // instead of a LinuxContainerizer. The in-process test cluster passes a fake.
+  Containerizer* containerizer = nullptr;
 };
 
 class AgentDaemon {
@@ -98,7 +101,8 @@ class AgentDaemon {
   HttpServer http_;
   RealCgroupFs cgroup_fs_;
   std::unique_ptr<CheckpointStore> store_;
-  std::unique_ptr<LinuxContainerizer> containerizer_;
+  std::unique_ptr<LinuxContainerizer> linux_containerizer_;
+  Containerizer* containerizer_ = nullptr;  // linux_containerizer_ or options_.containerizer.
   std::unique_ptr<Fetcher> fetcher_;
   std::unique_ptr<SandboxGc> gc_;
   std::unique_ptr<MasterLink> link_;

@@ -27,4 +27,14 @@ absl::Status ValidateSandboxRelativePath(const std::string& path);
 // Creates `dir` and its parents. Returns Internal with the errno text on failure.
 absl::Status CreateSandbox(const std::string& dir);
 
+// Where scheduler MESSAGEs for a task are delivered, relative to its sandbox: one line per
+// message, the data in base64 (RFC 4648, with padding), appended in the order they arrive.
+inline constexpr char kMessagesFile[] = ".rz/messages";
+
+// Appends `data` as one base64 line to `<sandbox>/.rz/messages`, creating `.rz` (mode 0755)
+// and the file (mode 0644) as needed, both owned by `uid`/`gid` when they are not -1. Blocks on
+// the filesystem (call it from a worker). Returns Internal with the errno text on failure.
+absl::Status AppendMessage(const std::string& sandbox, const std::string& data, int uid = -1,
+                           int gid = -1);
+
 }  // namespace rz::agent

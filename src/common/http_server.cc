@@ -49,6 +49,10 @@ void HttpServer::Post(const std::string& path, Handler handler) {
   Register("POST", path, std::move(handler));
 }
 
+void HttpServer::Put(const std::string& path, Handler handler) {
+  Register("PUT", path, std::move(handler));
+}
+
 void HttpServer::Register(const std::string& method, const std::string& path, Handler handler) {
   routes_[path][method] = std::move(handler);
 }
@@ -56,7 +60,23 @@ void HttpServer::Register(const std::string& method, const std::string& path, Ha
 absl::StatusOr<int> HttpServer::Start(const std::string& host, int port) {
   // One dispatcher for every method: known path with another method → 405, unknown → 404.
   auto dispatch = [this](const httplib::Request& req, httplib::Response& res) {
+    const absl::Time start = absl::Now();
     auto path_it = routes_.find(req.path);
+    struct Observe {
+      const HttpServer& server;
+      const httplib::Request& req;
+      const httplib::Response& res;
+      const std::string& route;
+      absl::Time start;
+      ~Observe() {
+        if (server.observer_) {
+          server.observer_(req.method, route, res.status, absl::Now() - start);
+        }
+      }
+    };
+    static const std::string kUnknownRoute;
+    Observe observe{*this, req, res, path_it == routes_.end() ? kUnknownRoute : path_it->first,
+                    start};
     if (path_it == routes_.end()) {
       Write({.status = 404,
              .body =

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace httplib {
 class Server;
@@ -45,8 +46,17 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
+  // Called after each request with the method, the registered path it matched (empty for an
+  // unknown path, so labels stay bounded), the status and the time from dispatch to response.
+  // Runs on the server's threads. REQUIRES: before Start().
+  using Observer =
+      std::function<void(const std::string& method, const std::string& route, int status,
+                         absl::Duration latency)>;
+  void SetObserver(Observer observer) { observer_ = std::move(observer); }
+
   void Get(const std::string& path, Handler handler);
   void Post(const std::string& path, Handler handler);
+  void Put(const std::string& path, Handler handler);
 
   // Binds `host:port` (port 0 picks a free one) and serves on a background thread. Returns the
   // bound port, or Unavailable naming the address if it cannot bind.
@@ -59,6 +69,7 @@ class HttpServer {
 
   std::unique_ptr<httplib::Server> server_;
   std::map<std::string, std::map<std::string, Handler>> routes_;  // path → method → handler
+  Observer observer_;
   std::thread thread_;
 };
 

@@ -51,8 +51,10 @@ int ToHttpCode(const absl::Status& status) {
 }
 
 std::string ErrorJson(const absl::Status& status) {
-  nlohmann::json body = {{"error", std::string(status.message())},
-                         {"code", absl::StatusCodeToString(status.code())}};
+  // "message" is the documented field; "error" stays for clients written against 0.x.
+  nlohmann::json body = {{"code", absl::StatusCodeToString(status.code())},
+                         {"message", std::string(status.message())},
+                         {"error", std::string(status.message())}};
   return body.dump();
 }
 

@@ -16,7 +16,7 @@ absl::Status FromGrpcStatus(const grpc::Status& status);
 // 200 for OK; 400, 404, 409, 403, 401, 503, 429, 500, ... for the error codes.
 int ToHttpCode(const absl::Status& status);
 
-// {"error": "<message>", "code": "<CODE_NAME>"}
+// {"code": "<CODE_NAME>", "message": "<message>", "error": "<message>"}
 std::string ErrorJson(const absl::Status& status);
 
 }  // namespace rz

@@ -1,5 +1,6 @@
 #include "common/thread_event_loop.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -29,7 +30,26 @@ void ThreadEventLoop::Stop() {
 
 void ThreadEventLoop::Post(Task task) {
   absl::MutexLock lock(&mu_);
+  if (queue_.empty()) {
+    oldest_post_ = clock_.Now();
+  }
   queue_.push_back(std::move(task));
+}
+
+ThreadEventLoop::Stats ThreadEventLoop::stats() const {
+  absl::MutexLock lock(&mu_);
+  Stats stats;
+  stats.queue_depth = queue_.size();
+  if (!queue_.empty()) {
+    stats.oldest_queued_age = std::max(clock_.Now() - oldest_post_, absl::ZeroDuration());
+  }
+  stats.tasks_run = tasks_run_;
+  return stats;
+}
+
+void ThreadEventLoop::SetLagObserver(LagObserver observer) {
+  CHECK(!thread_.joinable()) << "lag observer set after Start()";
+  lag_observer_ = std::move(observer);
 }
 
 TimerId ThreadEventLoop::PostAfter(absl::Duration delay, Task task) {
@@ -68,6 +88,7 @@ bool ThreadEventLoop::IsLoopThread() const {
 void ThreadEventLoop::Run() {
   loop_thread_id_ = std::this_thread::get_id();
   std::vector<Task> batch;
+  absl::Duration lag;
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -76,19 +97,25 @@ void ThreadEventLoop::Run() {
                (!timers_by_due_.empty() && timers_by_due_.begin()->first <= clock_.Now());
       };
       while (!ready()) {
-        // Wake for the next timer, or at least every 100 ms so a clock that is not
-        // absl::Now() (never in production) cannot stall the loop forever.
-        absl::Time wake = clock_.Now() + absl::Milliseconds(100);
+        // Wake for the next timer, or at least every 100 ms of real time so a manual clock
+        // (tests) that is advanced without a Post() is noticed, and never spins.
+        absl::Duration wait = absl::Milliseconds(100);
         if (!timers_by_due_.empty()) {
-          wake = std::min(wake, timers_by_due_.begin()->first);
+          wait = std::min(wait, timers_by_due_.begin()->first - clock_.Now());
         }
-        mu_.AwaitWithDeadline(absl::Condition(&ready), wake);
+        mu_.AwaitWithTimeout(absl::Condition(&ready), std::max(wait, absl::ZeroDuration()));
+      }
+      const absl::Time now = clock_.Now();
+      if (!queue_.empty()) {
+        lag = now - oldest_post_;
       }
       while (!queue_.empty()) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
-      const absl::Time now = clock_.Now();
+      if (!timers_by_due_.empty() && timers_by_due_.begin()->first <= now) {
+        lag = std::max(lag, now - timers_by_due_.begin()->first);
+      }
       while (!timers_by_due_.empty() && timers_by_due_.begin()->first <= now) {
         const TimerId id = timers_by_due_.begin()->second;
         timers_by_due_.erase(timers_by_due_.begin());
@@ -99,11 +126,16 @@ void ThreadEventLoop::Run() {
       if (batch.empty() && stopping_) {
         break;
       }
+      tasks_run_ += batch.size();
+    }
+    if (lag_observer_ && !batch.empty()) {
+      lag_observer_(std::max(lag, absl::ZeroDuration()), batch.size());
     }
     for (Task& task : batch) {
       std::move(task)();
     }
     batch.clear();
+    lag = absl::ZeroDuration();
   }
   // Drop timers not yet due; their closures are destroyed here, on the loop thread.
   absl::flat_hash_map<TimerId, std::pair<absl::Time, Task>> dropped;

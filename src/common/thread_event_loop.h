@@ -4,7 +4,9 @@
 // Thread rule: Post/PostAfter/CancelTimer are thread-safe; Start/Stop are called by the owner.
 #pragma once
 
+#include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -35,6 +37,21 @@ class ThreadEventLoop final : public EventLoop {
   const Clock& clock() const override { return clock_; }
   bool IsLoopThread() const override;
 
+  // Instrumentation for the daemon's metrics. It costs one clock read per batch (when the
+  // queue goes from empty to non-empty), never one per Post.
+  struct Stats {
+    size_t queue_depth = 0;            // Closures posted and not yet started.
+    absl::Duration oldest_queued_age;  // How long the oldest of them has waited.
+    uint64_t tasks_run = 0;            // Closures and timers run so far.
+  };
+  Stats stats() const;  // Thread-safe.
+
+  // Called on the loop thread before each batch with the batch's lag (how long its oldest
+  // closure waited, or how late its earliest timer runs, whichever is longer) and its size.
+  // REQUIRES: before Start().
+  using LagObserver = std::function<void(absl::Duration lag, size_t batch_size)>;
+  void SetLagObserver(LagObserver observer);
+
  private:
   void Run();
 
@@ -45,6 +62,10 @@ class ThreadEventLoop final : public EventLoop {
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
+  // When queue_ last went from empty to non-empty: the post time of its oldest closure.
+  absl::Time oldest_post_ ABSL_GUARDED_BY(mu_);
+  uint64_t tasks_run_ ABSL_GUARDED_BY(mu_) = 0;
+  LagObserver lag_observer_;
   TimerId next_timer_id_ ABSL_GUARDED_BY(mu_) = 1;
   // Due time → id; ids make equal deadlines fire in order of creation.
   std::multimap<absl::Time, TimerId> timers_by_due_ ABSL_GUARDED_BY(mu_);

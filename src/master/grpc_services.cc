@@ -4,6 +4,8 @@
 #include <memory>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/random_id.h"
 #include "common/status_convert.h"
 #include "master/outbox.h"
@@ -109,8 +111,16 @@ grpc::ServerUnaryReactor* SchedulerService::PostCall(
   // `request` and `reactor` stay valid until Finish(), which the loop calls. The master is
   // captured by reference rather than through `this`: GCC 12 miscompiles `this` captured by a
   // lambda in a member template under -fsanitize=undefined.
-  loop_.Post([&master = master_, request, reactor, method] {
-    reactor->Finish(ToGrpcStatus((master.*method)(*request)));
+  const absl::Time start = absl::Now();
+  loop_.Post([&master = master_, request, reactor, method, start] {
+    const absl::Status status = (master.*method)(*request);
+    // Calls of unknown frameworks are not counted: their ids would grow the series unbounded.
+    if (!absl::IsNotFound(status)) {
+      master.metrics().FrameworkCall(request->header().framework_id(), CallTypeOf(*request));
+    }
+    master.metrics().GrpcCall(absl::StrCat("Scheduler.", RpcOf(*request)),
+                              absl::StatusCodeToString(status.code()), absl::Now() - start);
+    reactor->Finish(ToGrpcStatus(status));
   });
   return reactor;
 }
@@ -155,6 +165,30 @@ grpc::ServerUnaryReactor* SchedulerService::Reconcile(grpc::CallbackServerContex
                                                       const v1::ReconcileRequest* request,
                                                       v1::CallResponse* /*response*/) {
   return PostCall(context, request, &Master::Reconcile);
+}
+
+grpc::ServerUnaryReactor* SchedulerService::UpdateFramework(
+    grpc::CallbackServerContext* context, const v1::UpdateFrameworkRequest* request,
+    v1::CallResponse* /*response*/) {
+  return PostCall(context, request, &Master::UpdateFramework);
+}
+
+grpc::ServerUnaryReactor* SchedulerService::Message(grpc::CallbackServerContext* context,
+                                                    const v1::MessageRequest* request,
+                                                    v1::CallResponse* /*response*/) {
+  return PostCall(context, request, &Master::Message);
+}
+
+grpc::ServerUnaryReactor* SchedulerService::AcceptInverseOffers(
+    grpc::CallbackServerContext* context, const v1::InverseOffersResponse* request,
+    v1::CallResponse* /*response*/) {
+  return PostCall(context, request, &Master::AcceptInverseOffers);
+}
+
+grpc::ServerUnaryReactor* SchedulerService::DeclineInverseOffers(
+    grpc::CallbackServerContext* context, const v1::InverseOffersResponse* request,
+    v1::CallResponse* /*response*/) {
+  return PostCall(context, request, &Master::DeclineInverseOffers);
 }
 
 grpc::ServerUnaryReactor* SchedulerService::Teardown(grpc::CallbackServerContext* context,

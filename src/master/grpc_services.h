@@ -48,6 +48,19 @@ class SchedulerService final : public v1::Scheduler::CallbackService {
   grpc::ServerUnaryReactor* Teardown(grpc::CallbackServerContext* context,
                                      const v1::TeardownRequest* request,
                                      v1::CallResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateFramework(grpc::CallbackServerContext* context,
+                                            const v1::UpdateFrameworkRequest* request,
+                                            v1::CallResponse* response) override;
+  grpc::ServerUnaryReactor* Message(grpc::CallbackServerContext* context,
+                                    const v1::MessageRequest* request,
+                                    v1::CallResponse* response) override;
+  // Maintenance (H4).
+  grpc::ServerUnaryReactor* AcceptInverseOffers(grpc::CallbackServerContext* context,
+                                                const v1::InverseOffersResponse* request,
+                                                v1::CallResponse* response) override;
+  grpc::ServerUnaryReactor* DeclineInverseOffers(grpc::CallbackServerContext* context,
+                                                 const v1::InverseOffersResponse* request,
+                                                 v1::CallResponse* response) override;
 
  private:
   template <typename Request>
@@ -74,6 +87,28 @@ class OperatorService final : public v1::Operator::CallbackService {
  public:
   OperatorService(EventLoop& loop, Master& master) : loop_(loop), master_(master) {}
 
+  // What GetFlags answers (secrets masked). Call before the server starts.
+  void SetFlags(const std::map<std::string, std::string>& flags);
+  // Reads (H2): answered from the published snapshot on the gRPC thread.
+  grpc::ServerUnaryReactor* GetStateSummary(grpc::CallbackServerContext* context,
+                                            const v1::GetStateSummaryRequest* request,
+                                            v1::StateSummary* response) override;
+  grpc::ServerUnaryReactor* GetAgents(grpc::CallbackServerContext* context,
+                                      const v1::GetAgentsRequest* request,
+                                      v1::Agents* response) override;
+  grpc::ServerUnaryReactor* GetFrameworks(grpc::CallbackServerContext* context,
+                                          const v1::GetFrameworksRequest* request,
+                                          v1::Frameworks* response) override;
+  grpc::ServerUnaryReactor* GetTasks(grpc::CallbackServerContext* context,
+                                     const v1::GetTasksRequest* request,
+                                     v1::Tasks* response) override;
+  grpc::ServerUnaryReactor* GetFlags(grpc::CallbackServerContext* context,
+                                     const v1::GetFlagsRequest* request,
+                                     v1::Flags* response) override;
+  grpc::ServerUnaryReactor* GetVersion(grpc::CallbackServerContext* context,
+                                       const v1::GetVersionRequest* request,
+                                       v1::Version* response) override;
+
   grpc::ServerUnaryReactor* GetState(grpc::CallbackServerContext* context,
                                      const v1::GetStateRequest* request,
                                      v1::State* response) override;
@@ -89,10 +124,55 @@ class OperatorService final : public v1::Operator::CallbackService {
   grpc::ServerUnaryReactor* UpdateQuota(grpc::CallbackServerContext* context,
                                         const v1::UpdateQuotaRequest* request,
                                         v1::UpdateResponse* response) override;
+  // Dynamic reservations (H3): posted to the loop.
+  grpc::ServerUnaryReactor* ReserveResources(grpc::CallbackServerContext* context,
+                                             const v1::ReserveResourcesRequest* request,
+                                             v1::UpdateResponse* response) override;
+  grpc::ServerUnaryReactor* UnreserveResources(grpc::CallbackServerContext* context,
+                                               const v1::UnreserveResourcesRequest* request,
+                                               v1::UpdateResponse* response) override;
+  // Agent, framework and maintenance actions (H4): posted to the loop.
+  grpc::ServerUnaryReactor* DrainAgent(grpc::CallbackServerContext* context,
+                                       const v1::DrainAgentRequest* request,
+                                       v1::UpdateResponse* response) override;
+  grpc::ServerUnaryReactor* DeactivateAgent(grpc::CallbackServerContext* context,
+                                            const v1::DeactivateAgentRequest* request,
+                                            v1::UpdateResponse* response) override;
+  grpc::ServerUnaryReactor* ReactivateAgent(grpc::CallbackServerContext* context,
+                                            const v1::ReactivateAgentRequest* request,
+                                            v1::UpdateResponse* response) override;
+  grpc::ServerUnaryReactor* MarkAgentGone(grpc::CallbackServerContext* context,
+                                          const v1::MarkAgentGoneRequest* request,
+                                          v1::UpdateResponse* response) override;
+  grpc::ServerUnaryReactor* TeardownFramework(grpc::CallbackServerContext* context,
+                                              const v1::TeardownFrameworkRequest* request,
+                                              v1::UpdateResponse* response) override;
+  grpc::ServerUnaryReactor* GetMaintenanceSchedule(
+      grpc::CallbackServerContext* context, const v1::GetMaintenanceScheduleRequest* request,
+      v1::MaintenanceSchedule* response) override;
+  grpc::ServerUnaryReactor* UpdateMaintenanceSchedule(
+      grpc::CallbackServerContext* context, const v1::UpdateMaintenanceScheduleRequest* request,
+      v1::UpdateResponse* response) override;
+  grpc::ServerUnaryReactor* GetMaintenanceStatus(grpc::CallbackServerContext* context,
+                                                 const v1::GetMaintenanceStatusRequest* request,
+                                                 v1::MaintenanceStatus* response) override;
+  grpc::ServerUnaryReactor* StartMaintenance(grpc::CallbackServerContext* context,
+                                             const v1::StartMaintenanceRequest* request,
+                                             v1::UpdateResponse* response) override;
+  grpc::ServerUnaryReactor* StopMaintenance(grpc::CallbackServerContext* context,
+                                            const v1::StopMaintenanceRequest* request,
+                                            v1::UpdateResponse* response) override;
+  // Metrics and the operator event stream (H5).
+  grpc::ServerUnaryReactor* GetMetrics(grpc::CallbackServerContext* context,
+                                       const v1::GetMetricsRequest* request,
+                                       v1::Metrics* response) override;
+  grpc::ServerWriteReactor<v1::OperatorEvent>* Subscribe(
+      grpc::CallbackServerContext* context, const v1::OperatorSubscribeRequest* request) override;
 
  private:
   EventLoop& loop_;
   Master& master_;
+  v1::Flags flags_;  // Set before serving; read-only after.
 };
 
 }  // namespace rz::master

@@ -2,9 +2,12 @@
 #include <csignal>
 #include <cstdio>
 #include <string>
+#include <tuple>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
@@ -18,7 +21,11 @@ ABSL_FLAG(std::string, hostname, "",
           "Name agents, schedulers and the CLI reach this master by (default: the host name).");
 ABSL_FLAG(int, port, 5050, "gRPC port (Scheduler, AgentLink, Operator); 0 picks a free one.");
 ABSL_FLAG(int, http_port, 5080, "REST port; 0 picks a free one.");
-ABSL_FLAG(std::string, work_dir, "", "Directory for the master's files (unused when standalone).");
+ABSL_FLAG(std::string, work_dir, "",
+          "Directory for the master's files; the leveldb registry is kept in <work_dir>/registry.");
+ABSL_FLAG(std::string, registry, "leveldb",
+          "Where frameworks, agents, weights, quota and maintenance are kept across restarts: "
+          "'leveldb' (in --work_dir) or 'in_memory' (nothing survives a restart).");
 ABSL_FLAG(std::string, endpoints_file, "",
           "If set, write the bound gRPC and REST addresses here as JSON once serving.");
 ABSL_FLAG(absl::Duration, allocation_interval, absl::Seconds(1),
@@ -36,6 +43,20 @@ ABSL_FLAG(std::string, fair_share_excluded_resources, "",
           "(e.g. gpus).");
 ABSL_FLAG(absl::Duration, agent_reregister_timeout, absl::Seconds(75),
           "Report the tasks of a disconnected agent unreachable after this long.");
+ABSL_FLAG(int64_t, max_completed_tasks, 1000,
+          "Terminal tasks kept for /state (oldest dropped first).");
+ABSL_FLAG(int64_t, max_completed_frameworks, 50,
+          "Removed frameworks kept for /state (oldest dropped first).");
+ABSL_FLAG(int64_t, max_unreachable_agents, 1000,
+          "Unreachable agents kept (with their tasks); beyond this the oldest are forgotten.");
+ABSL_FLAG(int64_t, max_gone_agents, 1000,
+          "Gone agents remembered (and refused if they return); beyond this the oldest are "
+          "forgotten.");
+ABSL_FLAG(int64_t, max_operator_event_subscribers, 100,
+          "Open operator event streams (Operator.Subscribe) allowed; more are refused with "
+          "RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int64_t, max_queued_operator_events, 1000,
+          "Events an operator event stream may fall behind before it is disconnected.");
 
 namespace {
 
@@ -87,11 +108,49 @@ int main(int argc, char** argv) {
   options.port = absl::GetFlag(FLAGS_port);
   options.http_port = absl::GetFlag(FLAGS_http_port);
   options.endpoints_file = absl::GetFlag(FLAGS_endpoints_file);
+  // What GET /flags shows: the flags defined here and in common (logging); secrets are masked
+  // by the endpoint.
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (absl::StrContains(flag->Filename(), "master/main.cc") ||
+        absl::StrContains(flag->Filename(), "common/")) {
+      options.flags.emplace(std::string(name), flag->CurrentValue());
+    }
+  }
+  options.work_dir = absl::GetFlag(FLAGS_work_dir);
+  if (const std::string registry = absl::GetFlag(FLAGS_registry); registry == "leveldb") {
+    if (options.work_dir.empty()) {
+      return Fail("--registry=leveldb needs --work_dir (or use --registry=in_memory)");
+    }
+    options.registry = rz::master::RegistryBackend::kLevelDb;
+  } else if (registry == "in_memory") {
+    options.registry = rz::master::RegistryBackend::kInMemory;
+  } else {
+    return Fail(absl::StrCat("--registry must be 'leveldb' or 'in_memory', not '", registry, "'"));
+  }
   options.master.allocation_interval = absl::GetFlag(FLAGS_allocation_interval);
   options.master.offer_timeout = absl::GetFlag(FLAGS_offer_timeout);
   options.master.agent_ping_interval = absl::GetFlag(FLAGS_agent_ping_interval);
   options.master.agent_ping_timeout = absl::GetFlag(FLAGS_agent_ping_timeout);
   options.master.agent_reregister_timeout = absl::GetFlag(FLAGS_agent_reregister_timeout);
+  for (const auto& [flag, value, target] :
+       {std::tuple{"--max_completed_tasks", absl::GetFlag(FLAGS_max_completed_tasks),
+                   &options.master.max_completed_tasks},
+        std::tuple{"--max_completed_frameworks", absl::GetFlag(FLAGS_max_completed_frameworks),
+                   &options.master.max_completed_frameworks},
+        std::tuple{"--max_unreachable_agents", absl::GetFlag(FLAGS_max_unreachable_agents),
+                   &options.master.max_unreachable_agents},
+        std::tuple{"--max_gone_agents", absl::GetFlag(FLAGS_max_gone_agents),
+                   &options.master.max_gone_agents},
+        std::tuple{"--max_operator_event_subscribers",
+                   absl::GetFlag(FLAGS_max_operator_event_subscribers),
+                   &options.master.max_operator_event_subscribers},
+        std::tuple{"--max_queued_operator_events", absl::GetFlag(FLAGS_max_queued_operator_events),
+                   &options.master.max_queued_operator_events}}) {
+    if (value < 0) {
+      return Fail(absl::StrCat(flag, " must not be negative"));
+    }
+    *target = static_cast<size_t>(value);
+  }
 
   // Block the stop signals before any thread starts so only sigwait() below receives them.
   sigset_t stop_signals;

@@ -22,13 +22,13 @@
 
 namespace rz::master {
 
-Master::Master(EventLoop& loop, MasterOptions options, v1::MasterInfo info)
+Master::Master(EventLoop& loop, MasterOptions options, v1::MasterInfo info, Registry& registry)
     : loop_(loop),
       options_(options),
       info_(std::move(info)),
       allocator_(options.allocator),
-      snapshot_(std::make_shared<v1::State>()),
-      roles_snapshot_(std::make_shared<v1::Roles>()) {}
+      state_(std::make_shared<MasterSnapshot>()),
+      registry_(registry) {}
 
 Master::~Master() = default;
 
@@ -61,14 +61,17 @@ void Master::Start(v1::MasterInfo info) {
   Publish();
 }
 
-void Master::SendEvent(Framework& framework, v1::Event event) {
-  // Events for a disconnected scheduler are dropped (status updates are resent by agents until
-  // acknowledged) and take no sequence number, so numbers seen by schedulers have no gaps.
+uint64_t Master::SendEvent(Framework& framework, v1::Event event) {
+  // Events for a disconnected scheduler are dropped and take no sequence number, so numbers
+  // seen by schedulers have no gaps; what still matters is replayed when it resubscribes
+  // (ReplayMissed).
   if (framework.outbox == nullptr) {
-    return;
+    return 0;
   }
-  event.set_sequence(framework.next_sequence++);
+  const uint64_t sequence = framework.next_sequence++;
+  event.set_sequence(sequence);
   framework.outbox->Send(std::move(event));
+  return sequence;
 }
 
 void Master::SendHeartbeats() {
@@ -84,7 +87,16 @@ void Master::SendHeartbeats() {
 void Master::SendUpdate(Framework& framework, const v1::TaskStatus& status) {
   v1::Event event;
   *event.mutable_update()->mutable_status() = status;
-  SendEvent(framework, std::move(event));
+  const uint64_t sequence = SendEvent(framework, std::move(event));
+  // Remember whether the task's latest status reached the scheduler (replayed if not).
+  auto task = tasks_.find(TaskKey(framework.id, TaskId(status.task_id())));
+  if (task != tasks_.end()) {
+    const v1::TaskStatus& latest = task->second.proto.latest_status();
+    if (latest.state() == status.state() && latest.uuid() == status.uuid() &&
+        latest.timestamp() == status.timestamp()) {
+      task->second.status_sequence = sequence;
+    }
+  }
 }
 
 v1::TaskStatus Master::MasterStatus(const FrameworkId& framework, const std::string& task_id,
@@ -107,6 +119,7 @@ void Master::UpdateTaskState(Task& task, const v1::TaskStatus& status) {
   const bool was_terminal = task.terminal;
   task.proto.set_state(status.state());
   *task.proto.mutable_latest_status() = status;
+  task.status_sequence = 0;  // Due to the scheduler; SendUpdate records its delivery.
   if (status.uuid().empty()) {
     // Master-generated updates need no acknowledgement.
     task.proto.set_acknowledged_state(status.state());
@@ -118,6 +131,7 @@ void Master::UpdateTaskState(Task& task, const v1::TaskStatus& status) {
                        /*ends_offer=*/false);
     TriggerAllocation();
   }
+  TaskChanged(TaskKey(FrameworkId(task.proto.framework_id()), TaskId(task.proto.task_id())));
 }
 
 void Master::CompleteTask(const TaskKey& key) {
@@ -136,7 +150,8 @@ void Master::CompleteTask(const TaskKey& key) {
     completed_tasks_.pop_front();
   }
   tasks_.erase(it);
-  PublishSoon();
+  TaskChanged(key);
+  HistoryChanged();
 }
 
 void Master::SendToAgent(Agent& agent, v1::MasterMessage message) {
@@ -159,9 +174,11 @@ void Master::TriggerAllocation() {
 void Master::RunAllocation() {
   DCHECK(loop_.IsLoopThread());
   allocation_pending_ = false;
+  UpdateInverseOffers();  // Frameworks that started tasks on scheduled machines (H4).
   const absl::Time start = loop_.clock().Now();
   std::vector<allocator::Allocation> allocations = allocator_.Allocate(start);
   last_cycle_duration_ = loop_.clock().Now() - start;
+  metrics_.AllocationCycle(last_cycle_duration_);
   PublishSoon();
   if (allocations.empty()) {
     return;
@@ -172,6 +189,7 @@ void Master::RunAllocation() {
     Agent& agent = agents_.at(allocation.agent);
     const OfferId id(NewUuid());
     Offer& offer = offers_[id];
+    OfferChanged(id);
     offer.id = id;
     offer.framework = allocation.framework;
     offer.agent = allocation.agent;
@@ -189,11 +207,15 @@ void Master::RunAllocation() {
       resource.set_allocation_role(offer.role);
     }
     *proto.mutable_attributes() = agent.info.attributes();
+    if (std::optional<v1::Unavailability> unavailability = UnavailabilityOf(agent.info)) {
+      *proto.mutable_unavailability() = *unavailability;  // Maintenance (H4).
+    }
     if (options_.offer_timeout > absl::ZeroDuration()) {
       offer.timeout = loop_.PostAfter(options_.offer_timeout, [this, id] {
         if (offers_.contains(id)) {
           LOG(INFO) << "offer '" << id.value() << "' timed out";
           offers_.at(id).timeout.reset();
+          NoteRemovedOffer(id, "timed out");
           RemoveOffer(id, /*rescind=*/true, absl::ZeroDuration());
           TriggerAllocation();
         }
@@ -203,9 +225,21 @@ void Master::RunAllocation() {
     agent.offers.insert(id);
     *events[framework.id].mutable_offers()->add_offers() = proto;
     ++counters_.offers_sent;
+    metrics_.OffersSent(1);
   }
   for (auto& [framework_id, event] : events) {
-    SendEvent(frameworks_.at(framework_id), std::move(event));
+    Framework& framework = frameworks_.at(framework_id);
+    std::vector<OfferId> sent;
+    for (const v1::Offer& offer : event.offers().offers()) {
+      sent.emplace_back(offer.id());
+    }
+    const uint64_t sequence = SendEvent(framework, std::move(event));
+    for (OfferId& id : sent) {
+      framework.sent_offers.emplace_back(std::move(id), sequence);
+    }
+    while (framework.sent_offers.size() > kMaxSentOffers) {
+      framework.sent_offers.pop_front();
+    }
   }
   PublishSoon();
 }
@@ -222,11 +256,13 @@ void Master::RemoveOffer(const OfferId& id, bool rescind, absl::Duration refuse)
   auto framework = frameworks_.find(offer.framework);
   if (framework != frameworks_.end()) {
     framework->second.offers.erase(id);
+    NoteRemovedOffer(id, rescind ? "was rescinded" : "was withdrawn");
     if (rescind) {
       ++counters_.offers_rescinded;
+      metrics_.OfferRescinded();
       v1::Event event;
       event.mutable_rescind()->set_offer_id(id.value());
-      SendEvent(framework->second, std::move(event));
+      removed_offers_.at(id).rescind_sequence = SendEvent(framework->second, std::move(event));
     }
   }
   if (auto agent = agents_.find(offer.agent); agent != agents_.end()) {
@@ -235,7 +271,7 @@ void Master::RemoveOffer(const OfferId& id, bool rescind, absl::Duration refuse)
   allocator_.Recover(offer.framework, offer.agent, offer.role, offer.resources, loop_.clock().Now(),
                      refuse);
   offers_.erase(it);
-  PublishSoon();
+  OfferChanged(id);
 }
 
 }  // namespace rz::master

@@ -17,14 +17,17 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -34,6 +37,10 @@
 #include "common/ids.h"
 #include "common/resources.h"
 #include "master/outbox.h"
+#include "master/registry/registry.h"
+#include "master/metrics.h"
+#include "master/operator_events.h"
+#include "master/snapshot.h"
 #include "rz/v1/agent.pb.h"
 #include "rz/v1/common.pb.h"
 #include "rz/v1/operator.pb.h"
@@ -61,6 +68,16 @@ struct MasterOptions {
   absl::Duration heartbeat_interval = absl::Seconds(15);
   size_t max_completed_tasks = 1000;
   size_t max_completed_frameworks = 50;
+  // --- Agent lifecycle (H4) ---
+  // Beyond these, the oldest unreachable agents are forgotten (their tasks with them; they may
+  // still register again) and the oldest gone agents drop out of /state and may register again.
+  size_t max_unreachable_agents = 1000;
+  size_t max_gone_agents = 1000;
+  // --- Metrics and operator events (H5) ---
+  // Open Operator.Subscribe streams allowed; more are refused with RESOURCE_EXHAUSTED.
+  size_t max_operator_event_subscribers = 100;
+  // Events an operator stream may fall behind before its consumer is disconnected.
+  size_t max_queued_operator_events = 1000;
   allocator::AllocatorOptions allocator;
 };
 
@@ -78,7 +95,9 @@ class Master {
   using EventOutbox = std::shared_ptr<Outbox<v1::Event>>;
   using AgentOutbox = std::shared_ptr<Outbox<v1::MasterMessage>>;
 
-  Master(EventLoop& loop, MasterOptions options, v1::MasterInfo info);
+  // `registry` (not owned, outlives the Master) stores what must survive a restart; the master
+  // applies a change only once it is stored there (master_registry.cc).
+  Master(EventLoop& loop, MasterOptions options, v1::MasterInfo info, Registry& registry);
   ~Master();
 
   Master(const Master&) = delete;
@@ -87,6 +106,15 @@ class Master {
   // Records how the master is reached (`info`) and starts the allocation and ping timers.
   // Calls handled before Start() work, but SUBSCRIBED and REGISTERED then carry no info.
   void Start(v1::MasterInfo info);
+
+  // --- Registry (H1): master_registry.cc ---
+  // Loads what Registry::Recover() read: frameworks (disconnected, each torn down at its
+  // recorded deadline, or failover timeout from now if it was connected; at once if the
+  // deadline passed), admitted agents (`recovering`: no offers until they reregister, marked
+  // unreachable after agent_reregister_timeout), unreachable and gone agents, weights, quota,
+  // maintenance. InvalidArgument names a record the master cannot use (nothing is loaded then).
+  // REQUIRES: on the loop, before Start() and before any other call.
+  absl::Status Recover(const RegistryState& state);
 
   // --- Schedulers ------------------------------------------------------------------------------
 
@@ -113,9 +141,59 @@ class Master {
   // --- Operators -------------------------------------------------------------------------------
 
   // Each applies all of its entries or none: InvalidArgument names the first bad one.
-  // Outstanding offers are rescinded so the next cycle follows the new policy.
-  absl::Status UpdateWeights(const v1::UpdateWeightsRequest& request);
-  absl::Status UpdateQuota(const v1::UpdateQuotaRequest& request);
+  // Outstanding offers are rescinded so the next cycle follows the new policy. Asynchronous:
+  // the change is stored in the registry first and applied only then; `done` runs on the loop
+  // exactly once (possibly before the call returns, for a bad request) with OK once applied, or
+  // the error (nothing applied).
+  using Completion = absl::AnyInvocable<void(absl::Status) &&>;
+  void UpdateWeights(const v1::UpdateWeightsRequest& request, Completion done);
+  void UpdateQuota(const v1::UpdateQuotaRequest& request, Completion done);
+
+  // --- Agent lifecycle, operator actions, maintenance (H4): master_agents.cc ---
+  // Each returns NotFound for an unknown agent or framework and FailedPrecondition when the
+  // target's state does not allow the action; InvalidArgument for a malformed request.
+  // DRAIN: no more offers from the agent, its offers rescinded, its tasks killed with their kill
+  // policy's grace period (capped by max_grace_period_seconds); DRAINING until no task is left,
+  // then DRAINED (and GONE with mark_gone).
+  absl::Status DrainAgent(const v1::DrainAgentRequest& request);
+  // No offers while deactivated; tasks keep running. REACTIVATE also ends a drain.
+  absl::Status DeactivateAgent(const v1::DeactivateAgentRequest& request);
+  absl::Status ReactivateAgent(const v1::ReactivateAgentRequest& request);
+  // Tasks TASK_GONE_BY_OPERATOR, resources freed, the agent told to shut down and refused if it
+  // registers again.
+  absl::Status MarkAgentGone(const v1::MarkAgentGoneRequest& request);
+  // The operator's TEARDOWN: like the scheduler's.
+  absl::Status TeardownFramework(const v1::TeardownFrameworkRequest& request);
+  absl::Status UpdateMaintenanceSchedule(const v1::UpdateMaintenanceScheduleRequest& request);
+  // Machine DOWN / UP (Mesos start_maintenance / stop_maintenance).
+  absl::Status StartMaintenance(const v1::StartMaintenanceRequest& request);
+  absl::Status StopMaintenance(const v1::StopMaintenanceRequest& request);
+  // Scheduler answers to inverse offers.
+  absl::Status AcceptInverseOffers(const v1::InverseOffersResponse& request);
+  absl::Status DeclineInverseOffers(const v1::InverseOffersResponse& request);
+  // The loop the master runs on: REST action handlers post to it.
+  EventLoop& loop() { return loop_; }
+  // Gone agents, maintenance schedule and status (State fields 9-11) of the latest snapshot
+  // (its `extras`). Thread-safe.
+  std::shared_ptr<const v1::State> maintenance_snapshot() const;
+
+  // --- Scheduler API and reservations (H3): master_scheduler.cc ---
+  // UPDATE_FRAMEWORK: replaces the framework's info. PermissionDenied naming `principal` or
+  // `user` if either differs; InvalidArgument for an invalid info or a foreign id. Offers in
+  // roles it leaves are rescinded; allocations there stay until their resources come back.
+  absl::Status UpdateFramework(const v1::UpdateFrameworkRequest& request);
+  // MESSAGE: forwards the data to the agent of a live task (best effort). NotFound for an
+  // unknown or finished task, InvalidArgument above kMaxMessageBytes, Unavailable while the
+  // task's agent is disconnected.
+  absl::Status Message(const v1::MessageRequest& request);
+  static constexpr size_t kMaxMessageBytes = 1 << 20;
+  // Operator dynamic reservations of an agent's free resources. See operator.proto.
+  absl::Status ReserveResources(const v1::ReserveResourcesRequest& request);
+  absl::Status UnreserveResources(const v1::UnreserveResourcesRequest& request);
+  // Offer ids remembered after their offer ended, to tell a late ACCEPT why it failed.
+  static constexpr size_t kMaxRemovedOffers = 10000;
+  // Offers remembered per framework for replay on resubscription.
+  static constexpr size_t kMaxSentOffers = 1000;
 
   // --- Agents ----------------------------------------------------------------------------------
 
@@ -134,6 +212,14 @@ class Master {
   // The latest published state and role statistics. Thread-safe; never block on the loop.
   std::shared_ptr<const v1::State> snapshot() const;
   std::shared_ptr<const v1::Roles> roles_snapshot() const;
+  // The latest published snapshot: per-entity views shared between snapshots, tasks ordered
+  // and indexed (snapshot.h). Thread-safe and cheap; new readers should use this. snapshot()
+  // materializes a whole v1::State from it once per snapshot.
+  std::shared_ptr<const MasterSnapshot> state() const;
+  // `observer` runs on the loop after each publication with what changed (snapshot.h).
+  void AddSnapshotObserver(std::function<void(const SnapshotDelta&)> observer);
+  // Publishes at once instead of after the current batch. Loop only; for tests and benches.
+  void PublishNow() { Publish(); }
 
   const MasterCounters& counters() const { return counters_; }
 
@@ -151,7 +237,11 @@ class Master {
     v1::Task proto;
     Resources resources;
     bool terminal = false;  // A terminal state was reported.
+    // H3: the sequence of the event that carried `proto.latest_status` to the scheduler; 0 if
+    // it was due but not delivered; kNoStatusEvent when none is due (the launch's STAGING).
+    uint64_t status_sequence = kNoStatusEvent;
   };
+  static constexpr uint64_t kNoStatusEvent = ~uint64_t{0};
   using TaskKey = std::pair<FrameworkId, TaskId>;
   struct Framework {
     FrameworkId id;
@@ -164,6 +254,9 @@ class Master {
     absl::Time failover_deadline;
     absl::btree_set<OfferId> offers;
     absl::btree_set<TaskId> tasks;
+    // H3: offers sent to it, oldest first (bounded by kMaxSentOffers), with the sequence of
+    // their OFFERS event: what a resuming scheduler may know of.
+    std::deque<std::pair<OfferId, uint64_t>> sent_offers;
   };
   struct Agent {
     AgentId id;
@@ -179,11 +272,22 @@ class Master {
     v1::ResourceStatistics usage;
     absl::btree_set<OfferId> offers;
     absl::btree_set<TaskKey> tasks;
+    // H3: dynamic reservations (entries carry their role); also part of `total`.
+    Resources reserved;
+    // Lifecycle (H4).
+    absl::Time unreachable_time;
+    std::optional<v1::DrainInfo> drain;  // Set from DRAIN until REACTIVATE.
+    bool deactivated = false;
+    // Admitted before a master restart and loaded from the registry (H1 sets it), not back yet:
+    // explicit reconciliation of its tasks waits (SCENARIOS M7). Cleared when it reregisters or
+    // is marked unreachable.
+    bool recovering = false;
   };
 
   // Scheduler side.
   absl::StatusOr<Framework*> FindCaller(const v1::CallHeader& header);
-  void SendEvent(Framework& framework, v1::Event event);
+  // Returns the event's sequence number, or 0 if the framework is disconnected (dropped).
+  uint64_t SendEvent(Framework& framework, v1::Event event);
   void SendUpdate(Framework& framework, const v1::TaskStatus& status);
   void RemoveFramework(Framework& framework, const std::string& why);
   void FrameworkFailoverExpired(const FrameworkId& id);
@@ -267,9 +371,151 @@ class Master {
   std::optional<TimerId> ping_timer_;
   std::optional<TimerId> heartbeat_timer_;
 
+  // --- Agent lifecycle, operator actions, maintenance (H4) ---
+  absl::StatusOr<Agent*> FindAgentForAction(const std::string& agent_id);
+  // Offers from `agent` follow its state: none while draining, deactivated or on a DOWN machine.
+  void UpdateAgentActive(Agent& agent);
+  void KillForDrain(Agent& agent);
+  // DRAINING → DRAINED once no task is left (then GONE with mark_gone).
+  void CheckDrained(Agent& agent);
+  // Removes the agent for good (`gone` true: refused if it returns) or until its machine comes UP.
+  void RemoveAgentByOperator(const AgentId& id, const std::string& why, bool gone);
+  void PruneUnreachableAgents();
+  bool AgentRefused(const v1::AgentInfo& info, std::string* why) const;
+  std::optional<v1::Unavailability> UnavailabilityOf(const v1::AgentInfo& info) const;
+  // Sends inverse offers to frameworks with tasks on agents with a maintenance window and
+  // rescinds those that no longer apply.
+  void UpdateInverseOffers();
+  absl::Status AnswerInverseOffers(const v1::InverseOffersResponse& request, bool accept);
+  // Status (UNREACHABLE), drain, deactivated, unreachable_time, unavailability of `agent`; and
+  // the State-level gone agents and maintenance schedule and status.
+  void FillAgentLifecycle(const Agent& agent, v1::AgentState* out) const;
+  void FillLifecycleState(v1::State* state) const;
+  // Reconciliation of a task the master does not know.
+  void ReconcileUnknownTask(Framework& framework, const std::string& task_id,
+                            const std::string& agent_id);
+  // Answers reconciliation held for an agent recovered from the registry (SCENARIOS M7) once it
+  // returns or is marked unreachable.
+  void AnswerPendingReconciliation(const AgentId& agent);
+
+  absl::btree_map<AgentId, v1::AgentState> gone_agents_;
+  std::deque<AgentId> gone_order_;  // Oldest first, bounded by max_gone_agents.
+  v1::MaintenanceSchedule maintenance_;
+  absl::btree_set<std::pair<std::string, std::string>> down_machines_;  // (hostname, ip)
+  struct InverseOffer {
+    v1::InverseOffer proto;
+    FrameworkId framework;
+    AgentId agent;
+  };
+  absl::btree_map<std::string, InverseOffer> inverse_offers_;
+  // Latest inverse offer status per (agent, framework) on scheduled machines.
+  absl::btree_map<std::pair<AgentId, FrameworkId>, v1::InverseOfferStatus> inverse_statuses_;
+  // Explicit reconciliation held for recovering agents: (framework, task id) by agent.
+  absl::btree_map<AgentId, std::vector<std::pair<FrameworkId, std::string>>> pending_reconcile_;
+
+  // --- Scheduler API and reservations (H3) ---
+  // Why an offer that no longer exists ended, for ACCEPTs that name it late.
+  struct RemovedOffer {
+    FrameworkId framework;
+    std::string why;  // "was rescinded", "was declined", ...
+    bool by_scheduler = false;      // Accepted or declined: the scheduler knows it ended.
+    uint64_t rescind_sequence = 0;  // The RESCIND event that told the scheduler; 0 if none.
+  };
+  // Records why `id` ended (the first reason recorded wins).
+  void NoteRemovedOffer(const OfferId& id, std::string why, bool by_scheduler = false);
+  // Validates the offers of an ACCEPT as a set; returns the problem, or "" when `mine` holds a
+  // valid combination (one agent, one role, all of the caller's, all current).
+  std::string CheckAcceptOffers(const Framework& framework, const v1::AcceptRequest& request,
+                                std::vector<OfferId>& mine);
+  // RESERVE or UNRESERVE of an ACCEPT on `available`; `apply` false only checks.
+  absl::Status ApplyReservation(Framework& framework, Agent& agent, const std::string& role,
+                                const v1::Operation& op, Resources& available,
+                                Resources& reserved, bool apply);
+  // Replays what a scheduler resuming after `last_sequence` missed (see SubscribeRequest).
+  void ReplayMissed(Framework& framework, uint64_t last_sequence);
+  // Agent total as the allocator sees it: `total` with `reserved` carved out of it; drops the
+  // reservations (and logs) if the agent no longer has the resources.
+  Resources WithReservations(Agent& agent, const Resources& total);
+  absl::flat_hash_map<OfferId, RemovedOffer> removed_offers_;
+  std::deque<OfferId> removed_order_;
+
+  // --- Snapshot (H2) ---------------------------------------------------------------------------
+  // Dirty tracking for publication (see snapshot.h and src/master/README.md "Snapshots"): call
+  // after changing what the entity shows in the operator API, including its creation and
+  // removal. Each is a set insertion plus PublishSoon(). A task's change also refreshes the
+  // used sums and task counts of its agent and framework; an offer's, their offered sums.
+  void TaskChanged(const TaskKey& key);
+  void AgentChanged(const AgentId& id);
+  void FrameworkChanged(const FrameworkId& id);
+  void OfferChanged(const OfferId& id);
+  // completed_tasks_ or completed_frameworks_ changed.
+  void HistoryChanged();
+  // Rebuilds every view at the next publication (for changes too broad to list).
+  void MarkAllDirty();
+  // What the operator API shows of one agent or framework. used, offered and task_count are
+  // set by the caller; add new fields here.
+  void FillAgentState(const Agent& agent, v1::AgentState* out) const;
+  void FillFrameworkState(const Framework& framework, v1::FrameworkState* out) const;
+  // The bounded parts of v1::State without views of their own (gone agents, maintenance, ...).
+  void FillStateExtras(v1::State* out) const;
+  SnapshotBuilder builder_;
   mutable absl::Mutex snapshot_mu_;
-  std::shared_ptr<const v1::State> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
-  std::shared_ptr<const v1::Roles> roles_snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
+  std::shared_ptr<const MasterSnapshot> state_ ABSL_GUARDED_BY(snapshot_mu_);
+
+  // --- Metrics and operator events (H5): operator_events.cc ---
+ public:
+  // An operator opened event stream `stream`: SUBSCRIBED with the current state, then every
+  // change (operator_events.h). RESOURCE_EXHAUSTED closes it when the subscriber limit is hit.
+  void SubscribeOperatorEvents(const StreamId& stream, OperatorEventOutbox outbox);
+  void OperatorEventStreamClosed(const StreamId& stream);
+  // Thread-safe: the loop and transport adapters update it, readers render it.
+  MasterMetrics& metrics() { return metrics_; }
+  const MasterMetrics& metrics() const { return metrics_; }
+  size_t max_queued_operator_events() const { return options_.max_queued_operator_events; }
+
+ private:
+  void OnSnapshotDelta(const SnapshotDelta& delta);
+  MasterMetrics metrics_;
+  std::unique_ptr<OperatorEvents> operator_events_;  // Created by the first subscriber.
+
+  // --- Registry (H1): master_registry.cc (see /tmp/rz5/registry_api.md) ---
+  // The records of an agent and a framework as they are now.
+  v1::RegistryAgent AgentRecord(const Agent& agent) const;
+  v1::RegistryFramework FrameworkRecord(const Framework& framework) const;
+  // Fire-and-forget unless `done` is given: a failure is logged (the change it records was
+  // already applied: a disconnect, a timer).
+  void WriteRegistry(RegistryBatch batch, Registry::Done done = nullptr);
+  void PersistAgent(const Agent& agent, Registry::Done done = nullptr);
+  void PersistFramework(const Framework& framework, Registry::Done done = nullptr);
+  void PersistGoneAgent(const AgentId& id, const v1::AgentInfo& info, absl::Time gone_time,
+                        Registry::Done done = nullptr);
+  // Deletes the agent's record (a forgotten unreachable or gone agent).
+  void UnpersistAgent(const AgentId& id);
+  void PersistMaintenance(Registry::Done done = nullptr);
+  // Subscribe() calls this once the subscription is valid, before changing anything: true if
+  // this subscription's record is stored and Subscribe may go on; false if it started storing
+  // it (Subscribe runs again, for the same stream, once it is durable) or queued it behind
+  // another write of the same framework.
+  bool FrameworkStored(const v1::SubscribeRequest& request, const StreamId& stream,
+                       const EventOutbox& outbox);
+  // The same for RegisterAgent() (REGISTERED is sent only once the agent's record is stored).
+  bool AgentStored(const StreamId& link, const v1::AgentMessage::Register& reg,
+                   const AgentOutbox& outbox);
+  // Validation of UpdateWeights/UpdateQuota, before anything is stored.
+  absl::Status CheckWeights(const v1::UpdateWeightsRequest& request) const;
+  absl::StatusOr<std::vector<std::pair<std::string, allocator::Quota>>> CheckQuota(
+      const v1::UpdateQuotaRequest& request) const;
+
+  Registry& registry_;
+  // Frameworks with a subscription being stored, and the calls waiting for it.
+  absl::flat_hash_map<FrameworkId, std::deque<EventLoop::Task>> framework_writes_;
+  // Streams (schedulers) and links (agents) whose record is being stored → closed meanwhile.
+  absl::flat_hash_map<StreamId, bool> subscribing_streams_;
+  absl::flat_hash_map<StreamId, bool> admitting_links_;
+  // Set while Subscribe/RegisterAgent run again after their record was stored.
+  std::optional<StreamId> stored_subscription_;
+  std::optional<StreamId> stored_registration_;
+  bool registering_new_agent_ = false;
 };
 
 }  // namespace rz::master

@@ -33,6 +33,12 @@ void Master::HandleAgentMessage(const StreamId& link, const v1::AgentMessage& me
       VLOG(1) << "ignoring usage on unregistered agent link '" << link.value() << "'";
       return;
     }
+    if (admitting_links_.contains(link)) {
+      // The agent waits for REGISTERED, which follows the write of its record (H1).
+      LOG(WARNING) << "ignoring a message on agent link '" << link.value()
+                   << "' before its registration is stored";
+      return;
+    }
     if (!message.has_register_()) {
       outbox->Close(
           absl::FailedPreconditionError("the first message on an agent link must be a register"));
@@ -92,6 +98,7 @@ Master::Framework& Master::EnsureFramework(const v1::FrameworkInfo& info) {
   const absl::Duration timeout = absl::Seconds(std::max(0.0, info.failover_timeout_seconds()));
   framework.failover_deadline = loop_.clock().Now() + timeout;
   framework.failover_timer = loop_.PostAfter(timeout, [this, id] { FrameworkFailoverExpired(id); });
+  PersistFramework(framework);  // Its deadline survives a master restart (H1).
   return framework;
 }
 
@@ -141,14 +148,25 @@ absl::Status Master::RegisterAgent(const StreamId& link, const v1::AgentMessage:
       used += *resources;
     }
   }
-  if (!total->Contains(used)) {
+  // Compared without roles: tasks may use dynamic reservations, which the agent's own
+  // resources do not carry (the master keeps them, Agent::reserved).
+  if (!total->WithRole(kDefaultRole).Contains(used.WithRole(kDefaultRole))) {
     return absl::InvalidArgumentError(
         absl::StrCat("agent '", info.hostname(), "' reports tasks using ", used.ToString(),
                      " which exceeds its resources ", total->ToString()));
   }
 
-  const bool new_agent = info.id().empty();
-  const AgentId id(new_agent ? NewUuid() : info.id());
+  if (std::string why; AgentRefused(info, &why)) {
+    return absl::FailedPreconditionError(why);
+  }
+  // Registry (H1): REGISTERED only once the agent's record is stored; this runs again then,
+  // with the id assigned.
+  if (!AgentStored(link, reg, outbox)) {
+    return absl::OkStatus();
+  }
+
+  const bool new_agent = info.id().empty() || registering_new_agent_;
+  const AgentId id(info.id().empty() ? NewUuid() : info.id());
   auto existing = agents_.find(id);
   if (existing != agents_.end() && existing->second.outbox != nullptr) {
     // The agent reconnected before its old link was noticed dead.
@@ -158,11 +176,12 @@ absl::Status Master::RegisterAgent(const StreamId& link, const v1::AgentMessage:
     AgentDisconnected(existing->second);
   }
   Agent& agent = agents_[id];
+  AgentChanged(id);
   const bool known = agent.id == id;
   agent.id = id;
   agent.info = info;
   agent.info.set_id(id.value());
-  agent.total = *total;
+  agent.total = WithReservations(agent, *total);
   agent.link = link;
   agent.outbox = outbox;
   agent.last_pong = loop_.clock().Now();
@@ -175,6 +194,8 @@ absl::Status Master::RegisterAgent(const StreamId& link, const v1::AgentMessage:
   }
   agent_by_link_[link] = id;
   RZ_CHECK_OK(allocator_.AddAgent(id, agent.total, ToAttributes(info.attributes())));
+  // A deactivated or draining agent stays without offers across reconnects.
+  UpdateAgentActive(agent);
 
   // Reconcile tasks: the agent's report wins for tasks it knows.
   absl::btree_set<TaskKey> reported;
@@ -192,7 +213,12 @@ absl::Status Master::RegisterAgent(const StreamId& link, const v1::AgentMessage:
     Task& task = tasks_[key];
     const bool was_unreachable = task.proto.state() == v1::TASK_UNREACHABLE;
     const v1::TaskState acknowledged = task.proto.acknowledged_state();
+    const v1::KillPolicy kill_policy = task.proto.kill_policy();
     task.proto = reported_task;
+    TaskChanged(key);
+    if (!reported_task.has_kill_policy()) {
+      task.proto.set_allocated_kill_policy(new v1::KillPolicy(kill_policy));
+    }
     task.proto.set_agent_id(id.value());
     task.proto.set_acknowledged_state(
         acknowledged == v1::TASK_STATE_UNSPECIFIED ? reported_task.state() : acknowledged);
@@ -250,6 +276,11 @@ absl::Status Master::RegisterAgent(const StreamId& link, const v1::AgentMessage:
     CompleteTask(key);
   }
   agent.unreachable = false;
+  agent.unreachable_time = absl::Time();
+  agent.recovering = false;
+  if (agent.drain.has_value() && agent.drain->state() == v1::DrainInfo::DRAINING) {
+    KillForDrain(agent);
+  }
 
   LOG(INFO) << (new_agent ? "registered" : "reregistered") << " agent '" << id.value() << "' ("
             << info.hostname() << ") with " << agent.total.ToString();
@@ -259,7 +290,16 @@ absl::Status Master::RegisterAgent(const StreamId& link, const v1::AgentMessage:
   *registered->mutable_master_info() = info_;
   registered->set_ping_interval_seconds(absl::ToDoubleSeconds(options_.agent_ping_interval));
   SendToAgent(agent, std::move(message));
+  AnswerPendingReconciliation(id);
+  UpdateInverseOffers();
+  // Posted: a drain with mark_gone may remove the agent, which the caller still refers to.
+  loop_.Post([this, id] {
+    if (auto it = agents_.find(id); it != agents_.end()) {
+      CheckDrained(it->second);
+    }
+  });
   TriggerAllocation();
+  AgentChanged(id);
   PublishSoon();
   return absl::OkStatus();
 }
@@ -282,11 +322,15 @@ void Master::HandleStatusUpdate(Agent& agent, const v1::TaskStatus& incoming) {
     UpdateTaskState(task_it->second, status);
   }
   SendUpdate(framework, status);
+  if (agent.drain.has_value() && IsTerminal(status.state())) {
+    CheckDrained(agent);  // Last use of `agent`: mark_gone may remove it.
+  }
   PublishSoon();
 }
 
 void Master::HandleUsage(Agent& agent, const v1::AgentMessage::Usage& usage) {
   agent.usage = usage.total();
+  AgentChanged(agent.id);
   for (const v1::AgentMessage::Usage::TaskUsage& entry : usage.tasks()) {
     const TaskKey key(FrameworkId(entry.framework_id()), TaskId(entry.task_id()));
     // Only a task this agent runs may be described by its report; anything else is a task the
@@ -298,6 +342,7 @@ void Master::HandleUsage(Agent& agent, const v1::AgentMessage::Usage& usage) {
       continue;
     }
     *task->second.proto.mutable_statistics() = entry.statistics();
+    TaskChanged(key);
   }
   // Usage is for readers only: no allocation pass, and PublishSoon() coalesces the snapshot
   // with whatever else this loop batch changes.
@@ -308,6 +353,9 @@ void Master::AgentLinkClosed(const StreamId& link) {
   DCHECK(loop_.IsLoopThread());
   auto it = agent_by_link_.find(link);
   if (it == agent_by_link_.end()) {
+    if (auto admitting = admitting_links_.find(link); admitting != admitting_links_.end()) {
+      admitting->second = true;  // Not admitted once its record is stored (H1).
+    }
     return;
   }
   Agent& agent = agents_.at(it->second);
@@ -322,13 +370,14 @@ void Master::AgentDisconnected(Agent& agent) {
   agent.outbox = nullptr;
   std::vector<OfferId> offers(agent.offers.begin(), agent.offers.end());
   for (const OfferId& offer : offers) {
+    NoteRemovedOffer(offer, "is stale: its agent disconnected (it may have reregistered since)");
     RemoveOffer(offer, /*rescind=*/true, absl::ZeroDuration());
   }
   (void)allocator_.RemoveAgent(agent.id);
   const AgentId id = agent.id;
   agent.reregister_timer = loop_.PostAfter(options_.agent_reregister_timeout,
                                            [this, id] { AgentReregisterExpired(id); });
-  PublishSoon();
+  AgentChanged(id);
 }
 
 void Master::AgentReregisterExpired(const AgentId& id) {
@@ -340,6 +389,9 @@ void Master::AgentReregisterExpired(const AgentId& id) {
   Agent& agent = it->second;
   agent.reregister_timer.reset();
   agent.unreachable = true;
+  agent.unreachable_time = loop_.clock().Now();
+  agent.recovering = false;
+  PersistAgent(agent);  // UNREACHABLE survives a master restart (H1).
   LOG(WARNING) << "agent '" << id.value() << "' did not come back; its tasks are unreachable";
   const absl::Time now = loop_.clock().Now();
   for (const TaskKey& key : agent.tasks) {
@@ -356,7 +408,11 @@ void Master::AgentReregisterExpired(const AgentId& id) {
     if (auto f = frameworks_.find(key.first); f != frameworks_.end()) {
       SendUpdate(f->second, status);
     }
+    TaskChanged(key);
   }
+  AgentChanged(id);
+  AnswerPendingReconciliation(id);
+  PruneUnreachableAgents();
   PublishSoon();
 }
 

@@ -5,6 +5,7 @@
 // Thread rule: Start/Stop from the owning thread; accessors are thread-safe once started.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -13,12 +14,19 @@
 #include "common/thread_event_loop.h"
 #include "master/grpc_services.h"
 #include "master/master.h"
+#include "master/registry/registry.h"
 
 namespace grpc {
 class Server;
 }
 
 namespace rz::master {
+
+// Where the master keeps its registry (frameworks, agents, weights, quota, maintenance).
+enum class RegistryBackend {
+  kLevelDb,   // <work_dir>/registry: survives restarts. Needs `work_dir`.
+  kInMemory,  // Nothing survives a restart (tests, throwaway clusters).
+};
 
 struct MasterDaemonOptions {
   std::string ip = "0.0.0.0";  // Address both servers bind.
@@ -29,6 +37,13 @@ struct MasterDaemonOptions {
   // once both servers listen.
   std::string endpoints_file;
   MasterOptions master;
+  // The command line's flags by name, shown by GET /flags and GetFlags (secrets masked).
+  std::map<std::string, std::string> flags;
+  // The master loop's clock (not owned); null is the real clock. Tests pass a ManualClock.
+  const Clock* clock = nullptr;
+  // --- Registry (H1) ---
+  RegistryBackend registry = RegistryBackend::kLevelDb;
+  std::string work_dir;  // Required by kLevelDb.
 };
 
 class MasterDaemon {
@@ -39,8 +54,10 @@ class MasterDaemon {
   MasterDaemon(const MasterDaemon&) = delete;
   MasterDaemon& operator=(const MasterDaemon&) = delete;
 
-  // Binds both servers and starts serving. Returns Unavailable naming an address that
-  // cannot be bound, or the error of writing the endpoints file.
+  // Opens and recovers the registry, binds both servers and starts serving. Returns
+  // InvalidArgument if the LevelDB registry has no work_dir, the registry's error (Unavailable:
+  // cannot open it, e.g. another master uses it; DataLoss: an unreadable record), Unavailable
+  // naming an address that cannot be bound, or the error of writing the endpoints file.
   absl::Status Start();
 
   // Cancels every stream, stops the servers, then the loop. Idempotent.
@@ -54,8 +71,16 @@ class MasterDaemon {
   EventLoop& loop() { return loop_; }
 
  private:
+  // Opens the store of options_.registry, starts its worker and reads it (blocking).
+  absl::StatusOr<RegistryState> OpenRegistry();
+
   const MasterDaemonOptions options_;
   ThreadEventLoop loop_;
+  // Registry (H1): the store, and the worker thread that writes it off the loop. Declared
+  // before master_ so they outlive it.
+  std::unique_ptr<RegistryStore> registry_store_;
+  ThreadEventLoop registry_worker_;
+  std::unique_ptr<Registry> registry_;
   std::unique_ptr<Master> master_;
   std::unique_ptr<SchedulerService> scheduler_service_;
   std::unique_ptr<AgentLinkService> agent_link_service_;
@@ -67,7 +92,14 @@ class MasterDaemon {
   bool running_ = false;
 };
 
-// Registers the master's REST endpoints on `http`. Handlers read `master.snapshot()` only.
-void RegisterMasterHttp(Master& master, HttpServer& http);
+// Registers the master's REST endpoints on `http` (master_http.cc). Reads use the published
+// snapshot only; `flags` is what GET /flags shows (secrets masked).
+void RegisterMasterHttp(Master& master, HttpServer& http,
+                        const std::map<std::string, std::string>& flags = {});
+// The POST actions (drain, deactivate, reactivate, gone, teardown, machine down/up) and the
+// maintenance endpoints (master_http_actions.cc); called by RegisterMasterHttp.
+void RegisterMasterHttpActions(Master& master, HttpServer& http);
+// POST /reserve and POST /unreserve (master_http_reservations.cc); called by RegisterMasterHttp.
+void RegisterReservationHttp(Master& master, HttpServer& http);
 
 }  // namespace rz::master

@@ -55,12 +55,26 @@ void Master::Subscribe(const v1::SubscribeRequest& request, const StreamId& stre
 
   Framework* framework = nullptr;
   auto it = info.id().empty() ? frameworks_.end() : frameworks_.find(FrameworkId(info.id()));
+  const bool existed = it != frameworks_.end();
   if (it != frameworks_.end()) {
     framework = &it->second;
     if (framework->info.principal() != info.principal()) {
       refuse(absl::PermissionDeniedError(
           absl::StrCat("framework '", info.id(), "' cannot change its principal from '",
                        framework->info.principal(), "' to '", info.principal(), "'")));
+      return;
+    }
+    // A framework recovered from an agent's report (never subscribed to this master) may not
+    // know its user yet; one that subscribed here keeps it.
+    if (framework->info.user() != info.user() &&
+        (!framework->stream.empty() || !framework->info.user().empty())) {
+      refuse(absl::PermissionDeniedError(
+          absl::StrCat("framework '", info.id(), "' cannot change its user from '",
+                       framework->info.user(), "' to '", info.user(), "'")));
+      return;
+    }
+    // Registry (H1): the new info is stored before anything changes; this runs again then.
+    if (!FrameworkStored(request, stream, outbox)) {
       return;
     }
     if (framework->outbox != nullptr) {
@@ -79,6 +93,10 @@ void Master::Subscribe(const v1::SubscribeRequest& request, const StreamId& stre
     RZ_CHECK_OK(allocator_.UpdateFramework(framework->id, *options));
     RZ_CHECK_OK(allocator_.Revive(framework->id));
   } else {
+    // Registry (H1): the framework is stored before it exists; this runs again then.
+    if (!FrameworkStored(request, stream, outbox)) {
+      return;
+    }
     const FrameworkId id(info.id().empty() ? NewUuid() : info.id());
     Framework& created = frameworks_[id];
     created.id = id;
@@ -107,6 +125,10 @@ void Master::Subscribe(const v1::SubscribeRequest& request, const StreamId& stre
   subscribed->set_heartbeat_interval_seconds(absl::ToDoubleSeconds(options_.heartbeat_interval));
   *subscribed->mutable_master_info() = info_;
   SendEvent(*framework, std::move(event));
+  metrics_.FrameworkCall(framework->id.value(), "SUBSCRIBE");
+  if (existed) {
+    ReplayMissed(*framework, request.last_sequence());
+  }
   TriggerAllocation();
   PublishSoon();
 }
@@ -115,6 +137,10 @@ void Master::SchedulerStreamClosed(const StreamId& stream) {
   DCHECK(loop_.IsLoopThread());
   auto it = framework_by_stream_.find(stream);
   if (it == framework_by_stream_.end()) {
+    if (auto subscribing = subscribing_streams_.find(stream);
+        subscribing != subscribing_streams_.end()) {
+      subscribing->second = true;  // Handled once its subscription is stored (H1).
+    }
     return;  // Failed over or torn down already.
   }
   Framework& framework = frameworks_.at(it->second);
@@ -124,6 +150,7 @@ void Master::SchedulerStreamClosed(const StreamId& stream) {
   // Its offers go back to the pool; nobody else can use them while they are held.
   std::vector<OfferId> offers(framework.offers.begin(), framework.offers.end());
   for (const OfferId& offer : offers) {
+    NoteRemovedOffer(offer, "was withdrawn when its scheduler disconnected");
     RemoveOffer(offer, /*rescind=*/false, absl::ZeroDuration());
   }
   const absl::Duration timeout = absl::Seconds(framework.info.failover_timeout_seconds());
@@ -132,6 +159,7 @@ void Master::SchedulerStreamClosed(const StreamId& stream) {
             << timeout;
   const FrameworkId id = framework.id;
   framework.failover_timer = loop_.PostAfter(timeout, [this, id] { FrameworkFailoverExpired(id); });
+  PersistFramework(framework);  // The deadline survives a master restart (H1).
   TriggerAllocation();
   PublishSoon();
 }
@@ -163,21 +191,152 @@ absl::StatusOr<Master::Framework*> Master::FindCaller(const v1::CallHeader& head
 absl::Status Master::Accept(const v1::AcceptRequest& request) {
   DCHECK(loop_.IsLoopThread());
   RZ_ASSIGN_OR_RETURN(Framework * framework, FindCaller(request.header()));
-  for (const v1::Operation& op : request.operations()) {
-    if (op.type() != v1::Operation::LAUNCH && op.type() != v1::Operation::LAUNCH_GROUP) {
-      return absl::UnimplementedError(
-          absl::StrCat("operation ", v1::Operation::Type_Name(op.type()),
-                       " is not supported yet; only LAUNCH and LAUNCH_GROUP are"));
+  for (int i = 0; i < request.operations_size(); ++i) {
+    const v1::Operation::Type type = request.operations(i).type();
+    if (type != v1::Operation::LAUNCH && type != v1::Operation::LAUNCH_GROUP &&
+        type != v1::Operation::RESERVE && type != v1::Operation::UNRESERVE) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("operation ", i, " has no valid type (", v1::Operation::Type_Name(type),
+                       "); expected LAUNCH, LAUNCH_GROUP, RESERVE or UNRESERVE"));
     }
   }
   auto tasks_of = [](const v1::Operation& op) -> const auto& {
     return op.type() == v1::Operation::LAUNCH_GROUP ? op.launch_group().tasks()
                                                     : op.launch().tasks();
   };
+  // An invalid ACCEPT: every task is dropped with `problem` and the offers go back to the pool.
+  auto invalid = [&](const std::string& problem, const std::vector<OfferId>& mine) {
+    ++counters_.invalid_accepts;
+    metrics_.OffersDropped(request.offer_ids_size());
+    LOG(WARNING) << "invalid ACCEPT from framework '" << framework->id.value() << "': " << problem;
+    for (const v1::Operation& op : request.operations()) {
+      for (const v1::TaskInfo& task : tasks_of(op)) {
+        SendUpdate(*framework, MasterStatus(framework->id, task.task_id(), task.agent_id(),
+                                            v1::TASK_DROPPED, v1::TaskStatus::REASON_INVALID_OFFERS,
+                                            problem));
+      }
+    }
+    for (const OfferId& id : mine) {
+      NoteRemovedOffer(id, "was returned to the pool by an invalid ACCEPT", /*by_scheduler=*/true);
+      RemoveOffer(id, /*rescind=*/false, absl::ZeroDuration());
+    }
+    TriggerAllocation();
+    PublishSoon();
+  };
 
-  // Validate the offers as a set; any problem drops every task of the call.
-  std::string problem;
   std::vector<OfferId> mine;
+  if (std::string problem = CheckAcceptOffers(*framework, request, mine); !problem.empty()) {
+    invalid(absl::StrCat("invalid offers: ", problem), mine);
+    return absl::OkStatus();
+  }
+  metrics_.OffersAccepted(static_cast<int64_t>(mine.size()));
+  const AgentId agent_id = offers_.at(mine.front()).agent;
+  const std::string role = offers_.at(mine.front()).role;
+  Agent& agent = agents_.at(agent_id);
+  Resources available;
+  for (const OfferId& id : mine) {
+    available += offers_.at(id).resources;
+  }
+
+  // RESERVE and UNRESERVE are checked in order, against what the operations before them leave,
+  // before anything is applied: a bad one refuses the whole ACCEPT (there may be no task to
+  // carry the reason, so the call fails too).
+  {
+    Resources left = available;
+    Resources reserved = agent.reserved;
+    absl::btree_set<std::string> ids;
+    for (int i = 0; i < request.operations_size(); ++i) {
+      const v1::Operation& op = request.operations(i);
+      if (op.type() == v1::Operation::RESERVE || op.type() == v1::Operation::UNRESERVE) {
+        absl::Status status =
+            ApplyReservation(*framework, agent, role, op, left, reserved, /*apply=*/false);
+        if (!status.ok()) {
+          const std::string problem =
+              absl::StrCat("operation ", i, " (", v1::Operation::Type_Name(op.type()),
+                           "): ", status.message());
+          invalid(absl::StrCat("invalid operation: ", problem), mine);
+          return absl::Status(status.code(), problem);
+        }
+        continue;
+      }
+      // Launches take from what is left as they will when applied (tasks that will fail
+      // take nothing; a group takes all or nothing).
+      Resources group_left = left;
+      bool group_ok = true;
+      for (const v1::TaskInfo& task : tasks_of(op)) {
+        TaskRejection ignored;
+        absl::StatusOr<Resources> uses = CheckTask(*framework, agent, task, group_left, ignored);
+        if (uses.ok() && ids.insert(task.task_id()).second) {
+          RZ_CHECK_OK(group_left.Subtract(*uses));
+          if (op.type() == v1::Operation::LAUNCH) {
+            left = group_left;
+          }
+        } else {
+          group_ok = false;
+        }
+      }
+      if (op.type() == v1::Operation::LAUNCH_GROUP && group_ok) {
+        left = group_left;
+      }
+    }
+  }
+
+  for (const OfferId& id : mine) {
+    Offer& offer = offers_.at(id);
+    if (offer.timeout.has_value()) {
+      loop_.CancelTimer(*offer.timeout);
+    }
+    NoteRemovedOffer(id, "was already accepted", /*by_scheduler=*/true);
+    framework->offers.erase(id);
+    agent.offers.erase(id);
+    offers_.erase(id);
+    OfferChanged(id);
+  }
+  for (const v1::Operation& op : request.operations()) {
+    switch (op.type()) {
+      case v1::Operation::LAUNCH_GROUP:
+        LaunchGroup(*framework, agent, role, op.launch_group().tasks(), available);
+        break;
+      case v1::Operation::LAUNCH:
+        for (const v1::TaskInfo& task : op.launch().tasks()) {
+          LaunchTask(*framework, agent, role, task, available);
+        }
+        break;
+      default:
+        // Checked above; only an allocator disagreeing with the offers could fail it now.
+        if (absl::Status status = ApplyReservation(*framework, agent, role, op, available,
+                                                   agent.reserved, /*apply=*/true);
+            !status.ok()) {
+          LOG(ERROR) << "framework '" << framework->id.value() << "': "
+                     << v1::Operation::Type_Name(op.type()) << " failed: " << status.message();
+        }
+        break;
+    }
+  }
+  for (const v1::Operation& op : request.operations()) {
+    if (op.type() == v1::Operation::RESERVE || op.type() == v1::Operation::UNRESERVE) {
+      // Fire-and-forget: the allocator already holds the change (see docs/api.md).
+      PersistAgent(agent);
+      AgentChanged(agent.id);
+      break;
+    }
+  }
+  // Either call ends the offer in the allocator's count of outstanding offers.
+  if (!available.empty()) {
+    allocator_.Recover(framework->id, agent_id, role, available, loop_.clock().Now(),
+                       RefuseFor(request.filters(), options_.default_refuse));
+  } else {
+    allocator_.MarkUsed(framework->id, agent_id, role);
+  }
+  TriggerAllocation();
+  PublishSoon();
+  return absl::OkStatus();
+}
+
+std::string Master::CheckAcceptOffers(const Framework& framework,
+                                      const v1::AcceptRequest& request,
+                                      std::vector<OfferId>& mine) {
+  std::string problem;
   absl::btree_set<OfferId> seen;
   for (const std::string& raw : request.offer_ids()) {
     const OfferId id(raw);
@@ -187,11 +346,25 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
     }
     auto it = offers_.find(id);
     if (it == offers_.end()) {
-      problem = absl::StrCat("offer '", raw, "' is unknown or no longer valid");
+      auto removed = removed_offers_.find(id);
+      if (removed == removed_offers_.end()) {
+        problem = absl::StrCat("offer '", raw, "' is unknown");
+      } else if (removed->second.framework != framework.id) {
+        problem = absl::StrCat("offer '", raw, "' belongs to another framework");
+      } else {
+        problem = absl::StrCat("offer '", raw, "' ", removed->second.why);
+      }
       continue;
     }
-    if (it->second.framework != framework->id) {
+    if (it->second.framework != framework.id) {
       problem = absl::StrCat("offer '", raw, "' belongs to another framework");
+      continue;
+    }
+    auto agent = agents_.find(it->second.agent);
+    if (agent == agents_.end() || agent->second.outbox == nullptr) {
+      problem = absl::StrCat("offer '", raw, "' is stale: agent '", it->second.agent.value(),
+                             "' is no longer connected");
+      mine.push_back(id);  // Goes back to the pool with the others.
       continue;
     }
     mine.push_back(id);
@@ -204,68 +377,72 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
     for (const OfferId& id : mine) {
       const Offer& offer = offers_.at(id);
       if (offer.agent != first.agent) {
-        problem = absl::StrCat("offers '", first.id.value(), "' and '", id.value(),
-                               "' are on different agents");
-        break;
+        return absl::StrCat("offers '", first.id.value(), "' and '", id.value(),
+                            "' are on different agents");
       }
       if (offer.role != first.role) {
-        problem = absl::StrCat("offers '", first.id.value(), "' and '", id.value(),
-                               "' are allocated to different roles");
-        break;
+        return absl::StrCat("offers '", first.id.value(), "' and '", id.value(),
+                            "' are allocated to different roles");
       }
     }
   }
+  return problem;
+}
 
-  if (!problem.empty()) {
-    ++counters_.invalid_accepts;
-    LOG(WARNING) << "invalid ACCEPT from framework '" << framework->id.value() << "': " << problem;
-    for (const v1::Operation& op : request.operations()) {
-      for (const v1::TaskInfo& task : tasks_of(op)) {
-        SendUpdate(*framework, MasterStatus(framework->id, task.task_id(), task.agent_id(),
-                                            v1::TASK_DROPPED, v1::TaskStatus::REASON_INVALID_OFFERS,
-                                            absl::StrCat("invalid offers: ", problem)));
-      }
-    }
-    for (const OfferId& id : mine) {
-      RemoveOffer(id, /*rescind=*/false, absl::ZeroDuration());
-    }
-    TriggerAllocation();
-    PublishSoon();
-    return absl::OkStatus();
+absl::Status Master::ApplyReservation(Framework& framework, Agent& agent, const std::string& role,
+                                      const v1::Operation& op, Resources& available,
+                                      Resources& reserved, bool apply) {
+  const bool reserve = op.type() == v1::Operation::RESERVE;
+  absl::StatusOr<Resources> resources =
+      FromProto(reserve ? op.reserve().resources() : op.unreserve().resources());
+  if (!resources.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid resources: ", resources.status().message()));
   }
-
-  const AgentId agent_id = offers_.at(mine.front()).agent;
-  const std::string role = offers_.at(mine.front()).role;
-  Resources available;
-  for (const OfferId& id : mine) {
-    Offer& offer = offers_.at(id);
-    available += offer.resources;
-    if (offer.timeout.has_value()) {
-      loop_.CancelTimer(*offer.timeout);
-    }
-    framework->offers.erase(id);
-    agents_.at(agent_id).offers.erase(id);
-    offers_.erase(id);
+  if (resources->empty()) {
+    return absl::InvalidArgumentError("names no resources");
   }
-  Agent& agent = agents_.at(agent_id);
-  for (const v1::Operation& op : request.operations()) {
-    if (op.type() == v1::Operation::LAUNCH_GROUP) {
-      LaunchGroup(*framework, agent, role, op.launch_group().tasks(), available);
-      continue;
+  for (const ResourceEntry& entry : resources->entries()) {
+    if (entry.role == kDefaultRole) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "resource '", entry.name, "' carries no reservation role",
+          reserve ? " (set reservations to the role to reserve for)" : " (it is not reserved)"));
     }
-    for (const v1::TaskInfo& task : op.launch().tasks()) {
-      LaunchTask(*framework, agent, role, task, available);
+    if (reserve && entry.role != role) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("resource '", entry.name, "' is to be reserved for role '", entry.role,
+                       "' but the offers are allocated to role '", role, "'"));
     }
   }
-  // Either call ends the offer in the allocator's count of outstanding offers.
-  if (!available.empty()) {
-    allocator_.Recover(framework->id, agent_id, role, available, loop_.clock().Now(),
-                       RefuseFor(request.filters(), options_.default_refuse));
+  // RESERVE turns unreserved resources of the offers into reserved ones; UNRESERVE the reverse.
+  const Resources unreserved = resources->WithRole(kDefaultRole);
+  const Resources& from = reserve ? unreserved : *resources;
+  const Resources& to = reserve ? *resources : unreserved;
+  if (!reserve && !reserved.Contains(*resources)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(resources->ToString(), " is not dynamically reserved on agent '",
+                     agent.id.value(), "' (reserved: ",
+                     reserved.empty() ? "nothing" : reserved.ToString(), ")"));
+  }
+  if (!available.Contains(from)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the offers do not hold ", from.ToString(), " (left: ", available.ToString(), ")"));
+  }
+  if (apply) {
+    RZ_RETURN_IF_ERROR(allocator_.UpdateAllocation(framework.id, agent.id, role, from, to));
+    RZ_CHECK_OK(agent.total.Subtract(from));
+    agent.total += to;
+    LOG(INFO) << "framework '" << framework.id.value() << "' "
+              << (reserve ? "reserved " : "unreserved ") << resources->ToString() << " on agent '"
+              << agent.id.value() << "'";
+  }
+  RZ_CHECK_OK(available.Subtract(from));
+  available += to;
+  if (reserve) {
+    reserved += *resources;
   } else {
-    allocator_.MarkUsed(framework->id, agent_id, role);
+    RZ_CHECK_OK(reserved.Subtract(*resources));
   }
-  TriggerAllocation();
-  PublishSoon();
   return absl::OkStatus();
 }
 
@@ -316,6 +493,7 @@ v1::TaskInfo Master::RecordTask(Framework& framework, Agent& agent, const std::s
     resource.set_allocation_role(role);
   }
   Task& entry = tasks_[key];
+  TaskChanged(key);
   entry.resources = requested;
   v1::Task& proto = entry.proto;
   proto.set_task_id(task.task_id());
@@ -328,6 +506,9 @@ v1::TaskInfo Master::RecordTask(Framework& framework, Agent& agent, const std::s
   *proto.mutable_resources() = task.resources();
   *proto.mutable_command() = task.command();
   *proto.mutable_labels() = task.labels();
+  if (task.has_kill_policy()) {
+    *proto.mutable_kill_policy() = task.kill_policy();  // For drain kills (H4).
+  }
   proto.set_group_id(group_id);
   *proto.mutable_latest_status() =
       MasterStatus(framework.id, task.task_id(), agent.id.value(), v1::TASK_STAGING,
@@ -418,6 +599,8 @@ absl::Status Master::Decline(const v1::DeclineRequest& request) {
     if (it == offers_.end() || it->second.framework != framework->id) {
       continue;
     }
+    NoteRemovedOffer(it->first, "was declined", /*by_scheduler=*/true);
+    metrics_.OfferDeclined();
     RemoveOffer(it->first, /*rescind=*/false, refuse);
   }
   TriggerAllocation();
@@ -497,14 +680,25 @@ absl::Status Master::Acknowledge(const v1::AcknowledgeRequest& request) {
 absl::Status Master::Reconcile(const v1::ReconcileRequest& request) {
   DCHECK(loop_.IsLoopThread());
   RZ_ASSIGN_OR_RETURN(Framework * framework, FindCaller(request.header()));
+  // The task's latest state as the master knows it (TASK_UNREACHABLE keeps its
+  // unreachable_time), as a master-sourced update that needs no acknowledgement.
   auto reconciled = [&](const Task& task) {
     v1::TaskStatus status = task.proto.latest_status();
     status.clear_uuid();
+    status.set_task_id(task.proto.task_id());
+    status.set_framework_id(task.proto.framework_id());
+    status.set_agent_id(task.proto.agent_id());
+    status.set_state(task.proto.state());
     status.set_source(v1::TaskStatus::SOURCE_MASTER);
     status.set_reason(v1::TaskStatus::REASON_RECONCILIATION);
+    if (status.timestamp() == 0) {
+      status.set_timestamp(Seconds(loop_.clock().Now()));
+    }
     return status;
   };
   if (request.tasks().empty()) {
+    // Implicit (SCENARIOS M8): every non-terminal task, and terminal ones whose terminal update
+    // is not acknowledged yet.
     for (const TaskId& id : framework->tasks) {
       const Task& task = tasks_.at(TaskKey(framework->id, id));
       if (!task.terminal || task.proto.acknowledged_state() != task.proto.state()) {
@@ -513,17 +707,19 @@ absl::Status Master::Reconcile(const v1::ReconcileRequest& request) {
     }
     return absl::OkStatus();
   }
+  // Explicit (SCENARIOS M7).
+  for (const v1::ReconcileRequest::TaskRef& ref : request.tasks()) {
+    if (ref.task_id().empty()) {
+      return absl::InvalidArgumentError("a task to reconcile has no task_id");
+    }
+  }
   for (const v1::ReconcileRequest::TaskRef& ref : request.tasks()) {
     auto it = tasks_.find(TaskKey(framework->id, TaskId(ref.task_id())));
     if (it != tasks_.end()) {
       SendUpdate(*framework, reconciled(it->second));
       continue;
     }
-    const bool agent_known = !ref.agent_id().empty() && agents_.contains(AgentId(ref.agent_id()));
-    SendUpdate(*framework, MasterStatus(framework->id, ref.task_id(), ref.agent_id(),
-                                        agent_known ? v1::TASK_GONE : v1::TASK_UNKNOWN,
-                                        v1::TaskStatus::REASON_RECONCILIATION,
-                                        absl::StrCat("task '", ref.task_id(), "' is not known")));
+    ReconcileUnknownTask(*framework, ref.task_id(), ref.agent_id());
   }
   return absl::OkStatus();
 }
@@ -588,9 +784,317 @@ void Master::RemoveFramework(Framework& framework, const std::string& why) {
   while (completed_frameworks_.size() > options_.max_completed_frameworks) {
     completed_frameworks_.pop_front();
   }
+  metrics_.FrameworkRemoved(id.value());
   frameworks_.erase(id);
+  FrameworkChanged(id);
+  {
+    RegistryBatch batch;  // Completed frameworks are not kept in the registry (H1).
+    batch.DeleteFramework(id);
+    WriteRegistry(std::move(batch));
+  }
+  HistoryChanged();
   TriggerAllocation();
   PublishSoon();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduler API and reservations (H3)
+
+void Master::NoteRemovedOffer(const OfferId& id, std::string why, bool by_scheduler) {
+  auto [it, inserted] = removed_offers_.try_emplace(id);
+  if (!inserted) {
+    return;
+  }
+  if (auto offer = offers_.find(id); offer != offers_.end()) {
+    it->second.framework = offer->second.framework;
+  }
+  it->second.why = std::move(why);
+  it->second.by_scheduler = by_scheduler;
+  removed_order_.push_back(id);
+  while (removed_order_.size() > kMaxRemovedOffers) {
+    removed_offers_.erase(removed_order_.front());
+    removed_order_.pop_front();
+  }
+}
+
+void Master::ReplayMissed(Framework& framework, uint64_t last_sequence) {
+  const bool resuming = last_sequence > 0;
+  // SUBSCRIBED, just sent, took the latest number: the scheduler cannot have seen it.
+  if (last_sequence + 1 >= framework.next_sequence) {
+    // More than this master ever sent (it restarted): the scheduler may have missed anything.
+    LOG(WARNING) << "framework '" << framework.id.value() << "' resumes after sequence "
+                 << last_sequence << " but only " << framework.next_sequence - 2
+                 << " were sent before; replaying everything";
+    last_sequence = 0;
+  }
+  int updates = 0;
+  int rescinds = 0;
+  if (resuming) {
+    // Status updates: every unacknowledged one, and every master-generated one it was not
+    // delivered (or may have lost after `last_sequence`).
+    for (const TaskId& task_id : framework.tasks) {
+      Task& task = tasks_.at(TaskKey(framework.id, task_id));
+      const v1::TaskStatus& latest = task.proto.latest_status();
+      const bool unacknowledged =
+          !latest.uuid().empty() && task.proto.acknowledged_state() != task.proto.state();
+      const bool missed = task.status_sequence != kNoStatusEvent &&
+                          (task.status_sequence == 0 || task.status_sequence > last_sequence);
+      if (unacknowledged || missed) {
+        const v1::TaskStatus status = latest;
+        SendUpdate(framework, status);
+        ++updates;
+      }
+    }
+    // Offers it may know of that ended without its knowledge: RESCIND.
+    for (auto& [id, sequence] : framework.sent_offers) {
+      if (offers_.contains(id)) {
+        continue;
+      }
+      auto removed = removed_offers_.find(id);
+      if (removed != removed_offers_.end() &&
+          (removed->second.by_scheduler || (removed->second.rescind_sequence != 0 &&
+                                            removed->second.rescind_sequence <= last_sequence))) {
+        continue;
+      }
+      v1::Event event;
+      event.mutable_rescind()->set_offer_id(id.value());
+      const uint64_t rescinded = SendEvent(framework, std::move(event));
+      if (removed != removed_offers_.end()) {
+        removed->second.rescind_sequence = rescinded;
+      }
+      ++rescinds;
+    }
+    // Told now: only outstanding offers need remembering.
+    std::erase_if(framework.sent_offers,
+                  [this](const auto& sent) { return !offers_.contains(sent.first); });
+  }
+  // Outstanding offers again: a failed-over instance cannot know them.
+  if (!framework.offers.empty()) {
+    v1::Event event;
+    for (const OfferId& id : framework.offers) {
+      *event.mutable_offers()->add_offers() = offers_.at(id).proto;
+    }
+    const uint64_t sequence = SendEvent(framework, std::move(event));
+    for (const OfferId& id : framework.offers) {
+      framework.sent_offers.emplace_back(id, sequence);
+    }
+    while (framework.sent_offers.size() > kMaxSentOffers) {
+      framework.sent_offers.pop_front();
+    }
+  }
+  LOG(INFO) << "framework '" << framework.id.value() << "' resubscribed after sequence "
+            << last_sequence << ": replayed " << updates << " status updates, " << rescinds
+            << " rescinds and " << framework.offers.size() << " outstanding offers";
+}
+
+Resources Master::WithReservations(Agent& agent, const Resources& total) {
+  if (agent.reserved.empty()) {
+    return total;
+  }
+  Resources result = total;
+  if (!result.Subtract(agent.reserved.WithRole(kDefaultRole)).ok()) {
+    LOG(WARNING) << "agent '" << agent.id.value() << "' no longer has the resources of its "
+                 << "reservations " << agent.reserved.ToString() << "; dropping them";
+    agent.reserved = Resources();
+    return total;
+  }
+  return result + agent.reserved;
+}
+
+absl::Status Master::UpdateFramework(const v1::UpdateFrameworkRequest& request) {
+  DCHECK(loop_.IsLoopThread());
+  RZ_ASSIGN_OR_RETURN(Framework * framework, FindCaller(request.header()));
+  v1::FrameworkInfo info = request.framework_info();
+  if (!info.id().empty() && info.id() != framework->id.value()) {
+    return absl::InvalidArgumentError(absl::StrCat("framework_info.id '", info.id(),
+                                                   "' is not the caller's id '",
+                                                   framework->id.value(), "'"));
+  }
+  info.set_id(framework->id.value());
+  if (info.principal() != framework->info.principal()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("principal is immutable: framework '", framework->id.value(), "' has '",
+                     framework->info.principal(), "', not '", info.principal(), "'"));
+  }
+  if (info.user() != framework->info.user()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("user is immutable: framework '", framework->id.value(), "' has '",
+                     framework->info.user(), "', not '", info.user(), "'"));
+  }
+  RZ_RETURN_IF_ERROR(ValidateFrameworkInfo(info));
+  RZ_ASSIGN_OR_RETURN(allocator::FrameworkOptions options,
+                      ToFrameworkOptions(info, /*active=*/true));
+  RZ_RETURN_IF_ERROR(allocator_.UpdateFramework(framework->id, options));
+  framework->info = info;
+  // Offers in roles it left go; allocations there stay until their resources come back.
+  const std::vector<std::string> roles = RolesOf(info);
+  std::vector<OfferId> gone;
+  for (const OfferId& id : framework->offers) {
+    if (std::find(roles.begin(), roles.end(), offers_.at(id).role) == roles.end()) {
+      gone.push_back(id);
+    }
+  }
+  for (const OfferId& id : gone) {
+    NoteRemovedOffer(id, "was rescinded: the framework left its role");
+    RemoveOffer(id, /*rescind=*/true, absl::ZeroDuration());
+  }
+  LOG(INFO) << "framework '" << framework->id.value() << "' updated: roles "
+            << absl::StrJoin(roles, ", ");
+  PersistFramework(*framework);  // Fire-and-forget (see docs/api.md).
+  FrameworkChanged(framework->id);
+  TriggerAllocation();
+  PublishSoon();
+  return absl::OkStatus();
+}
+
+absl::Status Master::Message(const v1::MessageRequest& request) {
+  DCHECK(loop_.IsLoopThread());
+  RZ_ASSIGN_OR_RETURN(Framework * framework, FindCaller(request.header()));
+  if (request.task_id().empty()) {
+    return absl::InvalidArgumentError("message names no task_id");
+  }
+  if (request.data().size() > kMaxMessageBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("message for task '", request.task_id(),
+                                                   "' has ", request.data().size(),
+                                                   " bytes; at most ", kMaxMessageBytes,
+                                                   " (1 MiB) are allowed"));
+  }
+  auto task = tasks_.find(TaskKey(framework->id, TaskId(request.task_id())));
+  if (task == tasks_.end() || task->second.terminal) {
+    return absl::NotFoundError(absl::StrCat("task '", request.task_id(), "' of framework '",
+                                            framework->id.value(), "' is unknown or finished"));
+  }
+  const std::string& agent_id = task->second.proto.agent_id();
+  if (!request.agent_id().empty() && request.agent_id() != agent_id) {
+    return absl::NotFoundError(absl::StrCat("task '", request.task_id(), "' runs on agent '",
+                                            agent_id, "', not on '", request.agent_id(), "'"));
+  }
+  auto agent = agents_.find(AgentId(agent_id));
+  if (agent == agents_.end() || agent->second.outbox == nullptr) {
+    return absl::UnavailableError(absl::StrCat("agent '", agent_id, "' of task '",
+                                               request.task_id(),
+                                               "' is disconnected; the message was not sent"));
+  }
+  v1::MasterMessage message;
+  v1::MasterMessage::FrameworkMessage* out = message.mutable_framework_message();
+  out->set_framework_id(framework->id.value());
+  out->set_task_id(request.task_id());
+  out->set_data(request.data());
+  SendToAgent(agent->second, std::move(message));
+  return absl::OkStatus();
+}
+
+namespace {
+
+// The resources of an operator reservation request and the one role they are reserved for.
+absl::StatusOr<std::pair<Resources, std::string>> ReservedResources(
+    const google::protobuf::RepeatedPtrField<v1::Resource>& proto) {
+  absl::StatusOr<Resources> resources = FromProto(proto);
+  if (!resources.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid resources: ", resources.status().message()));
+  }
+  if (resources->empty()) {
+    return absl::InvalidArgumentError("the request names no resources");
+  }
+  std::string role;
+  for (const ResourceEntry& entry : resources->entries()) {
+    if (entry.role == kDefaultRole) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("resource '", entry.name, "' carries no reservation role"));
+    }
+    if (!role.empty() && entry.role != role) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "resources are reserved for two roles ('", role, "' and '", entry.role, "'); one per call"));
+    }
+    role = entry.role;
+  }
+  return std::make_pair(*std::move(resources), role);
+}
+
+}  // namespace
+
+absl::Status Master::ReserveResources(const v1::ReserveResourcesRequest& request) {
+  DCHECK(loop_.IsLoopThread());
+  auto it = agents_.find(AgentId(request.agent_id()));
+  if (it == agents_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown agent '", request.agent_id(), "'"));
+  }
+  Agent& agent = it->second;
+  if (agent.outbox == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("agent '", request.agent_id(), "' is not connected"));
+  }
+  RZ_ASSIGN_OR_RETURN(auto reservation, ReservedResources(request.resources()));
+  const auto& [resources, role] = reservation;
+  const Resources unreserved = resources.WithRole(kDefaultRole);
+  if (!allocator_.Free(agent.id).Contains(unreserved)) {
+    // Offered resources are not lost to a reservation: take the agent's offers back first.
+    std::vector<OfferId> offers(agent.offers.begin(), agent.offers.end());
+    for (const OfferId& id : offers) {
+      NoteRemovedOffer(id, "was rescinded: an operator changed its agent's reservations");
+      RemoveOffer(id, /*rescind=*/true, absl::ZeroDuration());
+    }
+  }
+  const Resources free = allocator_.Free(agent.id);
+  if (!free.Contains(unreserved)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(unreserved.ToString(), " is not free on agent '", agent.id.value(),
+                     "' (free: ", free.empty() ? "nothing" : free.ToString(), ")"));
+  }
+  RZ_RETURN_IF_ERROR(allocator_.ReserveFree(agent.id, unreserved, role));
+  RZ_CHECK_OK(agent.total.Subtract(unreserved));
+  agent.total += resources;
+  agent.reserved += resources;
+  LOG(INFO) << "operator reserved " << resources.ToString() << " on agent '" << agent.id.value()
+            << "'";
+  PersistAgent(agent);  // Fire-and-forget (see docs/api.md).
+  AgentChanged(agent.id);
+  TriggerAllocation();
+  PublishSoon();
+  return absl::OkStatus();
+}
+
+absl::Status Master::UnreserveResources(const v1::UnreserveResourcesRequest& request) {
+  DCHECK(loop_.IsLoopThread());
+  auto it = agents_.find(AgentId(request.agent_id()));
+  if (it == agents_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown agent '", request.agent_id(), "'"));
+  }
+  Agent& agent = it->second;
+  if (agent.outbox == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("agent '", request.agent_id(), "' is not connected"));
+  }
+  RZ_ASSIGN_OR_RETURN(auto reservation, ReservedResources(request.resources()));
+  const Resources& resources = reservation.first;
+  if (!agent.reserved.Contains(resources)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        resources.ToString(), " is not dynamically reserved on agent '", agent.id.value(),
+        "' (reserved: ", agent.reserved.empty() ? "nothing" : agent.reserved.ToString(), ")"));
+  }
+  if (!allocator_.Free(agent.id).Contains(resources)) {
+    std::vector<OfferId> offers(agent.offers.begin(), agent.offers.end());
+    for (const OfferId& id : offers) {
+      NoteRemovedOffer(id, "was rescinded: an operator changed its agent's reservations");
+      RemoveOffer(id, /*rescind=*/true, absl::ZeroDuration());
+    }
+  }
+  if (!allocator_.Free(agent.id).Contains(resources)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        resources.ToString(), " on agent '", agent.id.value(), "' is in use by tasks"));
+  }
+  RZ_RETURN_IF_ERROR(allocator_.UnreserveFree(agent.id, resources));
+  RZ_CHECK_OK(agent.total.Subtract(resources));
+  agent.total += resources.WithRole(kDefaultRole);
+  RZ_CHECK_OK(agent.reserved.Subtract(resources));
+  LOG(INFO) << "operator unreserved " << resources.ToString() << " on agent '"
+            << agent.id.value() << "'";
+  PersistAgent(agent);  // Fire-and-forget (see docs/api.md).
+  AgentChanged(agent.id);
+  TriggerAllocation();
+  PublishSoon();
+  return absl::OkStatus();
 }
 
 }  // namespace rz::master

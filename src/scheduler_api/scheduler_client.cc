@@ -1,6 +1,8 @@
 #include "scheduler_api/scheduler_client.h"
 
+#include <algorithm>
 #include <chrono>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -42,9 +44,13 @@ absl::Status SchedulerClient::Subscribe(absl::Duration timeout) {
       return absl::FailedPreconditionError("client is closed");
     }
     subscribe_started_ = true;
-    stream_context_ = std::make_unique<grpc::ClientContext>();
+    stream_context_ = std::make_unique<grpc::ClientContext>();  // Reader not started yet.
     rz::v1::SubscribeRequest request;
     *request.mutable_framework_info() = framework_info_;
+    if (!framework_info_.id().empty()) {
+      request.set_last_sequence(options_.resume_after_sequence);
+      last_sequence_ = options_.resume_after_sequence;
+    }
     // Opening the call can block while the channel connects, so the reader thread does it;
     // this thread only waits, and cancels the context if the master does not answer in time.
     reader_thread_ = std::thread(&SchedulerClient::ReadEvents, this, std::move(request));
@@ -69,72 +75,139 @@ absl::Status SchedulerClient::Subscribe(absl::Duration timeout) {
   return status;
 }
 
-void SchedulerClient::ReadEvents(const rz::v1::SubscribeRequest& request) {
-  std::unique_ptr<grpc::ClientReader<rz::v1::Event>> reader =
-      stub_->Subscribe(stream_context_.get(), request);
-  rz::v1::Event event;
-  bool subscribed = false;
-  while (reader->Read(&event)) {
-    if (!subscribed) {
+void SchedulerClient::ReadEvents(rz::v1::SubscribeRequest request) {
+  absl::Duration backoff = options_.resubscribe_backoff;
+  absl::Time broke_at = absl::InfiniteFuture();  // When the last good stream ended.
+  std::optional<rz::v1::Event> end_error;        // The synthetic ERROR to deliver last.
+  while (true) {
+    grpc::ClientContext* context;
+    {
       std::lock_guard<std::mutex> lock(mu_);
-      if (event.has_subscribed()) {
-        subscribed = true;
-        framework_id_ = FrameworkId(event.subscribed().framework_id());
-        stream_id_ = StreamId(event.subscribed().stream_id());
-        subscribe_status_ = absl::OkStatus();
-      } else if (event.has_error()) {
-        subscribe_status_ = absl::FailedPreconditionError(
-            absl::StrCat("master at '", master_address_,
-                         "' refused the subscription: ", event.error().message()));
-      } else {
-        subscribe_status_ = absl::InternalError(
-            absl::StrCat("master at '", master_address_,
-                         "' sent an event before SUBSCRIBED (sequence ", event.sequence(), ")"));
-      }
-      subscribe_done_ = true;
-      cv_.notify_all();
-      if (!subscribed) {
+      if (closed_) {
         break;
       }
+      context = stream_context_.get();
     }
-    Deliver(std::move(event));
-    event.Clear();
-  }
-  // A refused subscription leaves the stream open on our side; cancel before Finish() so it
-  // does not wait for the master to close it.
-  if (!subscribed) {
-    stream_context_->TryCancel();
-  }
-  const grpc::Status finish = reader->Finish();
+    const bool first = subscriptions_ == 0;
+    std::unique_ptr<grpc::ClientReader<rz::v1::Event>> reader = stub_->Subscribe(context, request);
+    rz::v1::Event event;
+    bool subscribed = false;
+    bool master_error = false;  // The master ended the stream on purpose (ERROR event).
+    while (reader->Read(&event)) {
+      if (!subscribed) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (event.has_subscribed()) {
+          subscribed = true;
+          ++subscriptions_;
+          framework_id_ = FrameworkId(event.subscribed().framework_id());
+          stream_id_ = StreamId(event.subscribed().stream_id());
+          if (first) {
+            subscribe_status_ = absl::OkStatus();
+          }
+        } else if (event.has_error()) {
+          if (first) {
+            subscribe_status_ = absl::FailedPreconditionError(
+                absl::StrCat("master at '", master_address_,
+                             "' refused the subscription: ", event.error().message()));
+          }
+        } else if (first) {
+          subscribe_status_ = absl::InternalError(
+              absl::StrCat("master at '", master_address_,
+                           "' sent an event before SUBSCRIBED (sequence ", event.sequence(), ")"));
+        }
+        if (first) {
+          subscribe_done_ = true;
+          cv_.notify_all();
+        }
+        if (!subscribed) {
+          master_error = true;
+          if (!first) {
+            // A refused resubscription (e.g. after the failover timeout): the scheduler must
+            // know, and trying again will not help.
+            end_error = event;
+          }
+          break;
+        }
+        backoff = options_.resubscribe_backoff;
+      }
+      master_error = master_error || event.has_error();
+      Deliver(std::move(event));
+      event.Clear();
+    }
+    // A refused subscription leaves the stream open on our side; cancel before Finish() so it
+    // does not wait for the master to close it.
+    if (!subscribed) {
+      context->TryCancel();
+    }
+    const grpc::Status finish = reader->Finish();
 
-  bool report_end = false;
+    bool closed;
+    int subscriptions;
+    absl::Duration failover;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closed = closed_;
+      subscriptions = subscriptions_;
+      failover = absl::Seconds(framework_info_.failover_timeout_seconds());
+      if (!subscribe_done_) {
+        absl::Status status = FromGrpcStatus(finish);
+        if (closed_) {
+          subscribe_status_ = absl::CancelledError("subscription cancelled by Close()");
+        } else if (status.code() == absl::StatusCode::kUnavailable) {
+          subscribe_status_ = absl::UnavailableError(
+              absl::StrCat("cannot reach master at '", master_address_, "': ", status.message()));
+        } else {
+          subscribe_status_ = absl::Status(
+              status.ok() ? absl::StatusCode::kUnavailable : status.code(),
+              absl::StrCat("master at '", master_address_, "' closed the subscription: ",
+                           status.ok() ? "stream ended without an event" : status.message()));
+        }
+        subscribe_done_ = true;
+      }
+    }
+    if (closed || subscriptions == 0) {
+      break;  // Close(), or the first subscription failed (Subscribe() reports it).
+    }
+    if (!end_error.has_value()) {
+      rz::v1::Event error;
+      error.mutable_error()->set_message(
+          finish.ok() ? absl::StrCat("event stream from master at '", master_address_,
+                                     "' was closed by the master")
+                      : absl::StrCat("event stream from master at '", master_address_,
+                                     "' ended: ", finish.error_message()));
+      end_error = std::move(error);
+    }
+    if (subscribed) {
+      broke_at = absl::Now();
+    }
+    if (!options_.resubscribe || master_error || absl::Now() - broke_at > failover) {
+      break;
+    }
+    // Resubscribe after a pause, resuming after the last event delivered.
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      LOG(WARNING) << "event stream from master at '" << master_address_ << "' broke ("
+                   << finish.error_message() << "); resubscribing in " << backoff
+                   << " after sequence " << last_sequence_;
+      cv_.wait_until(lock, ToChrono(absl::Now() + backoff), [this] { return closed_; });
+      if (closed_) {
+        break;
+      }
+      backoff = std::min(backoff * 2, options_.resubscribe_backoff_max);
+      *request.mutable_framework_info() = framework_info_;
+      request.mutable_framework_info()->set_id(framework_id_.value());
+      request.set_last_sequence(last_sequence_);
+      stream_context_ = std::make_unique<grpc::ClientContext>();
+    }
+    end_error.reset();
+  }
+  bool report_end;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!subscribe_done_) {
-      absl::Status status = FromGrpcStatus(finish);
-      if (closed_) {
-        subscribe_status_ = absl::CancelledError("subscription cancelled by Close()");
-      } else if (status.code() == absl::StatusCode::kUnavailable) {
-        subscribe_status_ = absl::UnavailableError(
-            absl::StrCat("cannot reach master at '", master_address_, "': ", status.message()));
-      } else {
-        subscribe_status_ = absl::Status(
-            status.ok() ? absl::StatusCode::kUnavailable : status.code(),
-            absl::StrCat("master at '", master_address_, "' closed the subscription: ",
-                         status.ok() ? "stream ended without an event" : status.message()));
-      }
-      subscribe_done_ = true;
-    }
-    report_end = subscribed && !closed_;
+    report_end = subscriptions_ > 0 && !closed_ && end_error.has_value();
   }
   if (report_end) {
-    rz::v1::Event error;
-    error.mutable_error()->set_message(
-        finish.ok() ? absl::StrCat("event stream from master at '", master_address_,
-                                   "' was closed by the master")
-                    : absl::StrCat("event stream from master at '", master_address_,
-                                   "' ended: ", finish.error_message()));
-    Deliver(std::move(error));
+    Deliver(*std::move(end_error));
   }
   std::lock_guard<std::mutex> lock(mu_);
   stream_ended_ = true;
@@ -142,6 +215,10 @@ void SchedulerClient::ReadEvents(const rz::v1::SubscribeRequest& request) {
 }
 
 void SchedulerClient::Deliver(rz::v1::Event event) {
+  if (event.sequence() > 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_sequence_ = std::max(last_sequence_, event.sequence());
+  }
   if (options_.on_event) {
     options_.on_event(event);
     return;
@@ -149,6 +226,18 @@ void SchedulerClient::Deliver(rz::v1::Event event) {
   std::lock_guard<std::mutex> lock(mu_);
   events_.push_back(std::move(event));
   cv_.notify_all();
+}
+
+uint64_t SchedulerClient::last_sequence() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_sequence_;
+}
+
+void SchedulerClient::BreakStreamForTesting() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stream_context_ != nullptr) {
+    stream_context_->TryCancel();
+  }
 }
 
 std::optional<rz::v1::Event> SchedulerClient::NextEvent(absl::Duration timeout) {
@@ -169,9 +258,9 @@ void SchedulerClient::Close() {
     std::lock_guard<std::mutex> lock(mu_);
     closed_ = true;
     cv_.notify_all();
-  }
-  if (stream_context_ != nullptr) {
-    stream_context_->TryCancel();
+    if (stream_context_ != nullptr) {
+      stream_context_->TryCancel();
+    }
   }
   if (reader_thread_.joinable()) {
     CHECK(reader_thread_.get_id() != std::this_thread::get_id())
@@ -345,6 +434,69 @@ absl::Status SchedulerClient::Teardown() {
   PrepareContext(&context);
   rz::v1::CallResponse response;
   return CallResult("teardown", stub_->Teardown(&context, request, &response));
+}
+
+absl::Status SchedulerClient::UpdateFramework(const rz::v1::FrameworkInfo& info) {
+  rz::v1::UpdateFrameworkRequest request;
+  if (absl::Status status = FillHeader(request.mutable_header()); !status.ok()) {
+    return status;
+  }
+  *request.mutable_framework_info() = info;
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  rz::v1::CallResponse response;
+  absl::Status status =
+      CallResult("update framework", stub_->UpdateFramework(&context, request, &response));
+  if (status.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    framework_info_ = info;
+    framework_info_.set_id(framework_id_.value());
+  }
+  return status;
+}
+
+absl::Status SchedulerClient::Message(const TaskId& task_id, const std::string& data,
+                                      const AgentId& agent_id) {
+  rz::v1::MessageRequest request;
+  if (absl::Status status = FillHeader(request.mutable_header()); !status.ok()) {
+    return status;
+  }
+  request.set_task_id(task_id.value());
+  request.set_agent_id(agent_id.value());
+  request.set_data(data);
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  rz::v1::CallResponse response;
+  return CallResult("message", stub_->Message(&context, request, &response));
+}
+
+rz::v1::Operation SchedulerClient::LaunchOperation(const std::vector<rz::v1::TaskInfo>& tasks) {
+  rz::v1::Operation operation;
+  operation.set_type(rz::v1::Operation::LAUNCH);
+  for (const rz::v1::TaskInfo& task : tasks) {
+    *operation.mutable_launch()->add_tasks() = task;
+  }
+  return operation;
+}
+
+rz::v1::Operation SchedulerClient::ReserveOperation(
+    const std::vector<rz::v1::Resource>& resources) {
+  rz::v1::Operation operation;
+  operation.set_type(rz::v1::Operation::RESERVE);
+  for (const rz::v1::Resource& resource : resources) {
+    *operation.mutable_reserve()->add_resources() = resource;
+  }
+  return operation;
+}
+
+rz::v1::Operation SchedulerClient::UnreserveOperation(
+    const std::vector<rz::v1::Resource>& resources) {
+  rz::v1::Operation operation;
+  operation.set_type(rz::v1::Operation::UNRESERVE);
+  for (const rz::v1::Resource& resource : resources) {
+    *operation.mutable_unreserve()->add_resources() = resource;
+  }
+  return operation;
 }
 
 }  // namespace rz::scheduler

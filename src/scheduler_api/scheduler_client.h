@@ -15,8 +15,14 @@
 // gone, framework torn down, stream replaced), one synthetic ERROR event carrying the gRPC
 // status message is delivered last.
 //
-// The client does not reconnect; a scheduler that wants to survive a master failover
-// subscribes again with a new client and its FrameworkInfo.id set.
+// The client tracks the sequence number of the last event it delivered (last_sequence()).
+// With SchedulerClientOptions::resubscribe it resubscribes by itself when the stream breaks
+// (not when the master ends it with an ERROR: failed over, torn down), with exponential
+// backoff, resuming after that sequence so the master replays what was missed (unacknowledged
+// status updates, outstanding offers, RESCINDs; see docs/framework-guide.md). The new
+// SUBSCRIBED event is delivered like any other; calls then carry the new stream id. A
+// scheduler process that restarts can resume the same way with a new client, its
+// FrameworkInfo.id set and options.resume_after_sequence.
 //
 // Thread rule: thread-safe. Every call may be made from any thread, concurrently, including
 // from the on_event callback, except Close() (and the destructor), which must not be called
@@ -49,6 +55,16 @@ struct SchedulerClientOptions {
 
   // Deadline of each unary call.
   absl::Duration call_timeout = absl::Seconds(10);
+
+  // Resubscribe when the event stream breaks, waiting `resubscribe_backoff` (doubling up to
+  // `resubscribe_backoff_max`) between attempts, for at most the framework's failover timeout
+  // (at least one attempt). Without it, a broken stream ends the client (synthetic ERROR).
+  bool resubscribe = false;
+  absl::Duration resubscribe_backoff = absl::Milliseconds(100);
+  absl::Duration resubscribe_backoff_max = absl::Seconds(5);
+
+  // The first Subscribe() resumes after this sequence (needs FrameworkInfo.id); 0: no resume.
+  uint64_t resume_after_sequence = 0;
 };
 
 // A task named in an explicit reconciliation.
@@ -104,6 +120,27 @@ class SchedulerClient {
   absl::Status Reconcile(const std::vector<TaskRef>& tasks = {});
   // Removes the framework from the cluster: its tasks are killed, its stream closed.
   absl::Status Teardown();
+  // Replaces the framework's info (roles, name, capabilities, failover timeout, offer filters,
+  // offer cap); its id may be left empty. Principal and user cannot change (PermissionDenied).
+  // Later resubscriptions use the new info.
+  absl::Status UpdateFramework(const rz::v1::FrameworkInfo& info);
+  // Best-effort delivery of `data` (at most 1 MiB) to task `task_id`: appended as one base64
+  // line to `.rz/messages` in its sandbox. NotFound if the master knows no such live task.
+  absl::Status Message(const TaskId& task_id, const std::string& data,
+                       const AgentId& agent_id = AgentId());
+
+  // Operations for Accept().
+  static rz::v1::Operation LaunchOperation(const std::vector<rz::v1::TaskInfo>& tasks);
+  // `resources` carry the reservation (reservations[].role) to create or remove.
+  static rz::v1::Operation ReserveOperation(const std::vector<rz::v1::Resource>& resources);
+  static rz::v1::Operation UnreserveOperation(const std::vector<rz::v1::Resource>& resources);
+
+  // The sequence number of the last event delivered (0 before any).
+  uint64_t last_sequence() const;
+
+  // Tests: breaks the current event stream as a network failure would (the client then
+  // resubscribes, if configured to).
+  void BreakStreamForTesting();
 
   // Cancels the event stream and joins the reader thread; no event is delivered afterwards
   // (queued ones can still be taken). Idempotent.
@@ -116,7 +153,7 @@ class SchedulerClient {
   const std::string& master_address() const { return master_address_; }
 
  private:
-  void ReadEvents(const rz::v1::SubscribeRequest& request);
+  void ReadEvents(rz::v1::SubscribeRequest request);
   void Deliver(rz::v1::Event event);
   // The header for a unary call, or FailedPrecondition if not subscribed.
   absl::Status FillHeader(rz::v1::CallHeader* header) const;
@@ -124,7 +161,7 @@ class SchedulerClient {
   absl::Status CallResult(const char* call, const grpc::Status& status) const;
 
   const std::string master_address_;
-  const rz::v1::FrameworkInfo framework_info_;
+  rz::v1::FrameworkInfo framework_info_;  // Guarded by mu_ after Subscribe().
   const SchedulerClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<rz::v1::Scheduler::Stub> stub_;
@@ -140,11 +177,14 @@ class SchedulerClient {
   FrameworkId framework_id_;
   StreamId stream_id_;
   std::deque<rz::v1::Event> events_;
+  uint64_t last_sequence_ = 0;
+  int subscriptions_ = 0;  // SUBSCRIBED events seen.
 
-  // Set up by Subscribe() and torn down by Close(), both under close_mu_; the reader thread
-  // uses the context while it runs. TryCancel() on it is thread-safe.
+  // Set up by Subscribe() and replaced by the reader thread for each resubscription, under
+  // mu_; the reader thread uses it while it runs. TryCancel() on it is thread-safe. Close()
+  // and Subscribe() are serialized by close_mu_.
   std::mutex close_mu_;
-  std::unique_ptr<grpc::ClientContext> stream_context_;
+  std::unique_ptr<grpc::ClientContext> stream_context_;  // Guarded by mu_.
   std::thread reader_thread_;
 };
 

@@ -1017,6 +1017,26 @@ TEST_F(AgentTest, KillOfUnknownTaskIsIgnored) {
   EXPECT_THAT(containerizer_->kills(), IsEmpty());
 }
 
+TEST_F(AgentTest, AShutdownFromTheMasterKillsEveryTaskOfEveryFramework) {
+  Register();
+  const std::string c1 = StartRunningTask("t1");
+  Deliver(RunTaskMessage("other", "fw2"));
+  RunJobs();
+  master_->Take();
+  ASSERT_EQ(containerizer_->launches(), 2);
+  const std::string c2 = containerizer_->last();
+
+  MasterMessage shutdown;
+  shutdown.mutable_shutdown()->set_message("agent marked gone by the operator");
+  Deliver(shutdown);
+  RunJobs();
+  EXPECT_THAT(containerizer_->kills(), ElementsAre(Pair(c1, SIGTERM), Pair(c2, SIGTERM)));
+  Exit(c1, Signaled(SIGTERM));
+  Exit(c2, Signaled(SIGTERM));
+  EXPECT_THAT(State()->tasks(), IsEmpty());
+  EXPECT_THAT(master_->TakeUpdates(), IsEmpty());
+}
+
 TEST_F(AgentTest, ShutdownFrameworkKillsAllItsTasksWithoutWaitingForAcknowledgements) {
   Register();
   const std::string c1 = StartRunningTask("t1");

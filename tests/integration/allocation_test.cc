@@ -38,6 +38,7 @@ class AllocationTest : public ::testing::Test {
     options.hostname = "127.0.0.1";
     options.port = 0;
     options.http_port = 0;
+    options.registry = master::RegistryBackend::kInMemory;
     options.master.allocation_interval = absl::Milliseconds(50);
     master_ = std::make_unique<master::MasterDaemon>(options);
     ASSERT_TRUE(master_->Start().ok());

@@ -53,6 +53,7 @@ class ClusterTest : public ::testing::Test {
     master_options.hostname = "127.0.0.1";
     master_options.port = 0;
     master_options.http_port = 0;
+    master_options.registry = master::RegistryBackend::kInMemory;
     master_ = std::make_unique<master::MasterDaemon>(master_options);
     ASSERT_TRUE(master_->Start().ok());
 

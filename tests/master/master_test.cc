@@ -361,7 +361,7 @@ TEST_F(MasterTest, TasksOfAnAgentThatStaysAwayBecomeUnreachable) {
   EXPECT_EQ(updates[0].state(), v1::TASK_UNREACHABLE);
   EXPECT_EQ(updates[0].reason(), v1::TaskStatus::REASON_AGENT_REMOVED);
   EXPECT_GT(updates[0].unreachable_time(), 0);
-  EXPECT_EQ(master_.snapshot()->agents(0).status(), v1::AgentState::DISCONNECTED);
+  EXPECT_EQ(master_.snapshot()->agents(0).status(), v1::AgentState::UNREACHABLE);
 }
 
 TEST_F(MasterTest, AnAgentThatAnswersNoPingsIsDisconnected) {
@@ -385,7 +385,7 @@ TEST_F(MasterTest, AQuotaChangeRescindsOffersAndTheNextOnesRespectTheLimit) {
   v1::QuotaConfig* config = request.add_quotas();
   config->set_role("q");
   ToProto(Res("cpus:1;mem:256"), config->mutable_limits());
-  ASSERT_TRUE(master_.UpdateQuota(request).ok());
+  ASSERT_TRUE(UpdateQuota(request).ok());
   loop_.RunUntilIdle();
 
   std::vector<v1::Event> events = s.stream->Take();
@@ -417,7 +417,7 @@ TEST_F(MasterTest, QuotaAndWeightUpdatesAreAllOrNothing) {
   bad->set_role("b");
   ToProto(Res("cpus:2"), bad->mutable_guarantees());
   ToProto(Res("cpus:1"), bad->mutable_limits());
-  absl::Status status = master_.UpdateQuota(quota);
+  absl::Status status = UpdateQuota(quota);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()), HasSubstr("role 'b'"));
   loop_.RunUntilIdle();
@@ -432,7 +432,7 @@ TEST_F(MasterTest, QuotaAndWeightUpdatesAreAllOrNothing) {
   v1::WeightInfo* zero = weights.add_weights();
   zero->set_role("b");
   zero->set_weight(0);
-  status = master_.UpdateWeights(weights);
+  status = UpdateWeights(weights);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()), HasSubstr("'b'"));
 }
@@ -448,7 +448,7 @@ TEST_F(MasterTest, AZeroLimitIsHonouredAndShown) {
   v1::Resource* mem = config->add_limits();
   mem->set_name("mem");
   mem->set_scalar(0);
-  ASSERT_TRUE(master_.UpdateQuota(request).ok());
+  ASSERT_TRUE(UpdateQuota(request).ok());
   Scheduler q = Subscribe("q");
   EXPECT_THAT(Offers(q.stream->Take()), IsEmpty());
   loop_.RunUntilIdle();
@@ -473,7 +473,7 @@ TEST_F(MasterTest, AZeroLimitIsHonouredAndShown) {
   v1::Resource* none = zero->add_limits();
   none->set_name("cpus");
   none->set_scalar(0);
-  EXPECT_EQ(master_.UpdateQuota(bad).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(UpdateQuota(bad).code(), absl::StatusCode::kInvalidArgument);
   loop_.RunUntilIdle();
   for (const v1::RoleInfo& role : master_.roles_snapshot()->roles()) {
     EXPECT_NE(role.role(), "other");
@@ -506,7 +506,7 @@ TEST_F(MasterTest, AMultiRoleFrameworkGetsOneOfferPerRole) {
   v1::QuotaConfig* config = request.add_quotas();
   config->set_role("a");
   ToProto(Res("cpus:1;mem:128"), config->mutable_limits());
-  ASSERT_TRUE(master_.UpdateQuota(request).ok());
+  ASSERT_TRUE(UpdateQuota(request).ok());
 
   auto stream = std::make_shared<SchedulerStream>();
   v1::SubscribeRequest subscribe;

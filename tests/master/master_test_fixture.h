@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "master/master.h"
+#include "testing/fake_registry_store.h"
 #include "testing/manual_event_loop.h"
 
 namespace rz::master {
@@ -49,7 +51,7 @@ inline Resources Res(const std::string& text) { return *Resources::Parse(text); 
 
 class MasterTest : public ::testing::Test {
  protected:
-  MasterTest() : master_(loop_, Options(), Info()) {
+  MasterTest() : master_(loop_, Options(), Info(), registry_) {
     loop_.Post([this] { master_.Start(Info()); });
     loop_.RunUntilIdle();
   }
@@ -184,7 +186,25 @@ class MasterTest : public ::testing::Test {
     loop_.RunUntilIdle();
   }
 
+  // Runs a weights or quota update and the registry write it waits for; returns its outcome.
+  absl::Status UpdateWeights(const v1::UpdateWeightsRequest& request) {
+    std::optional<absl::Status> result;
+    master_.UpdateWeights(request, [&result](absl::Status status) { result = status; });
+    loop_.RunUntilIdle();
+    return result.value_or(absl::InternalError("the update did not complete"));
+  }
+  absl::Status UpdateQuota(const v1::UpdateQuotaRequest& request) {
+    std::optional<absl::Status> result;
+    master_.UpdateQuota(request, [&result](absl::Status status) { result = status; });
+    loop_.RunUntilIdle();
+    return result.value_or(absl::InternalError("the update did not complete"));
+  }
+
   testing::ManualEventLoop loop_;
+  // The registry writes on the master's own loop here, so RunUntilIdle() also completes its
+  // writes; tests/master/master_registry_test.cc holds them on a separate worker loop.
+  FakeRegistryStore store_;
+  Registry registry_{loop_, loop_, store_};
   Master master_;
   int links_ = 0;
   int streams_ = 0;
