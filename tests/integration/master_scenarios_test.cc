@@ -523,7 +523,8 @@ TEST_F(MasterScenarioTest, M8_ImplicitReconciliation) {
     }
   }
   ASSERT_TRUE(WaitFor([&] {
-    for (const v1::Task& task : cluster_->state()->completed_tasks()) {
+    const auto held = cluster_->state();  // Keeps the snapshot alive for the loop.
+    for (const v1::Task& task : held->completed_tasks()) {
       if (task.task_id() == "acked") {
         return true;
       }

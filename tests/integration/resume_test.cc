@@ -167,11 +167,16 @@ TEST_F(ResumeTest, AStreamBrokenWhileTasksReportResumesWithoutLosingAnUpdate) {
     }
     const v1::TaskStatus& status = event->update().status();
     states[status.task_id()].push_back(status.state());
+    // An acknowledgement sent while the client resubscribes is refused (its stream is not
+    // current); the update is unacknowledged, so it comes again after the resubscription.
+    const absl::Status acked = scheduler_->Acknowledge(status);
+    EXPECT_TRUE(acked.ok() || broken) << acked;
     if (IsTerminal(status.state())) {
       EXPECT_EQ(status.state(), v1::TASK_FINISHED) << status.message();
-      finished.insert(status.task_id());
+      if (acked.ok()) {
+        finished.insert(status.task_id());
+      }
     }
-    ASSERT_TRUE(scheduler_->Acknowledge(status).ok());
     if (!broken) {
       broken = true;
       scheduler_->BreakStreamForTesting();

@@ -174,7 +174,8 @@ class MasterRegistryTest : public ::testing::Test {
     return result.value_or(absl::InternalError("no completion"));
   }
   double WeightOf(const std::string& role) {
-    for (const v1::RoleInfo& info : master_->roles_snapshot()->roles()) {
+    const auto held = master_->roles_snapshot();  // Keeps the snapshot alive for the loop.
+    for (const v1::RoleInfo& info : held->roles()) {
       if (info.role() == role) {
         return info.weight();
       }
@@ -406,7 +407,8 @@ TEST_F(MasterRegistryTest, WeightsAndQuotaSurviveARestart) {
   Restart();
   EXPECT_EQ(WeightOf("dev"), 3);
   bool quota_found = false;
-  for (const v1::RoleInfo& info : master_->roles_snapshot()->roles()) {
+  const auto held2 = master_->roles_snapshot();  // Keeps the snapshot alive for the loop.
+  for (const v1::RoleInfo& info : held2->roles()) {
     if (info.role() == "dev") {
       quota_found = info.quota().limits_size() == 1;
     }
@@ -519,7 +521,8 @@ TEST_F(MasterDaemonRegistryTest, AFrameworkAndItsDeadlineSurviveADaemonRestart) 
     ASSERT_TRUE(stream->messages[0].has_subscribed());
     OnLoop(*daemon, [&] { daemon->master().SchedulerStreamClosed(StreamId("s1")); });
     while (deadline == 0 && absl::Now() < give_up) {
-      for (const v1::FrameworkState& framework : daemon->master().snapshot()->frameworks()) {
+      const auto held = daemon->master().snapshot();  // Keeps the snapshot alive for the loop.
+      for (const v1::FrameworkState& framework : held->frameworks()) {
         deadline = framework.failover_deadline();
       }
       absl::SleepFor(absl::Milliseconds(5));

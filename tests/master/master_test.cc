@@ -159,7 +159,8 @@ TEST_F(MasterTest, ATaskGroupGoesToItsAgentAsOneRunTaskGroup) {
   EXPECT_EQ(group.tasks(1).agent_id(), agent.id);
   EXPECT_EQ(group.framework().id(), s.framework_id);
   ASSERT_EQ(master_.snapshot()->tasks_size(), 2);
-  for (const v1::Task& task : master_.snapshot()->tasks()) {
+  const auto held = master_.snapshot();  // Keeps the snapshot alive for the loop.
+  for (const v1::Task& task : held->tasks()) {
     EXPECT_EQ(task.state(), v1::TASK_STAGING);
     EXPECT_EQ(task.group_id(), "g1");
   }
@@ -421,7 +422,8 @@ TEST_F(MasterTest, QuotaAndWeightUpdatesAreAllOrNothing) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()), HasSubstr("role 'b'"));
   loop_.RunUntilIdle();
-  for (const v1::RoleInfo& role : master_.roles_snapshot()->roles()) {
+  const auto held2 = master_.roles_snapshot();  // Keeps the snapshot alive for the loop.
+  for (const v1::RoleInfo& role : held2->roles()) {
     EXPECT_NE(role.role(), "a") << "quota of 'a' was applied although 'b' was refused";
   }
 
@@ -453,7 +455,8 @@ TEST_F(MasterTest, AZeroLimitIsHonouredAndShown) {
   EXPECT_THAT(Offers(q.stream->Take()), IsEmpty());
   loop_.RunUntilIdle();
   bool found = false;
-  for (const v1::RoleInfo& role : master_.roles_snapshot()->roles()) {
+  const auto held3 = master_.roles_snapshot();  // Keeps the snapshot alive for the loop.
+  for (const v1::RoleInfo& role : held3->roles()) {
     if (role.role() == "q") {
       found = true;
       ASSERT_EQ(role.quota().limits_size(), 2);
@@ -475,7 +478,8 @@ TEST_F(MasterTest, AZeroLimitIsHonouredAndShown) {
   none->set_scalar(0);
   EXPECT_EQ(UpdateQuota(bad).code(), absl::StatusCode::kInvalidArgument);
   loop_.RunUntilIdle();
-  for (const v1::RoleInfo& role : master_.roles_snapshot()->roles()) {
+  const auto held4 = master_.roles_snapshot();  // Keeps the snapshot alive for the loop.
+  for (const v1::RoleInfo& role : held4->roles()) {
     EXPECT_NE(role.role(), "other");
   }
 }

@@ -152,7 +152,8 @@ absl::Status InProcessCluster::RestartAgent(int i) {
   }
   const bool registered = WaitFor([&] {
     const std::string id = agent_id(i);
-    for (const v1::AgentState& agent : state()->agents()) {
+    const auto held = state();  // Keeps the snapshot alive for the loop.
+    for (const v1::AgentState& agent : held->agents()) {
       if (agent.info().id() == id) {
         return agent.status() == v1::AgentState::REGISTERED;
       }
