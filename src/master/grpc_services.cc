@@ -125,6 +125,26 @@ grpc::ServerUnaryReactor* SchedulerService::PostCall(
   return reactor;
 }
 
+template <typename Request>
+grpc::ServerUnaryReactor* SchedulerService::PostDurableCall(
+    grpc::CallbackServerContext* context, const Request* request,
+    void (Master::*method)(const Request&, Master::Completion)) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  // Finished by the completion, once the change is stored and applied (or refused).
+  const absl::Time start = absl::Now();
+  loop_.Post([&master = master_, request, reactor, method, start] {
+    (master.*method)(*request, [&master, request, reactor, start](absl::Status status) {
+      if (!absl::IsNotFound(status)) {
+        master.metrics().FrameworkCall(request->header().framework_id(), CallTypeOf(*request));
+      }
+      master.metrics().GrpcCall(absl::StrCat("Scheduler.", RpcOf(*request)),
+                                absl::StatusCodeToString(status.code()), absl::Now() - start);
+      reactor->Finish(ToGrpcStatus(status));
+    });
+  });
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* SchedulerService::Accept(grpc::CallbackServerContext* context,
                                                    const v1::AcceptRequest* request,
                                                    v1::CallResponse* /*response*/) {
@@ -170,7 +190,7 @@ grpc::ServerUnaryReactor* SchedulerService::Reconcile(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* SchedulerService::UpdateFramework(
     grpc::CallbackServerContext* context, const v1::UpdateFrameworkRequest* request,
     v1::CallResponse* /*response*/) {
-  return PostCall(context, request, &Master::UpdateFramework);
+  return PostDurableCall(context, request, &Master::UpdateFramework);
 }
 
 grpc::ServerUnaryReactor* SchedulerService::Message(grpc::CallbackServerContext* context,

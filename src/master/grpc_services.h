@@ -66,6 +66,12 @@ class SchedulerService final : public v1::Scheduler::CallbackService {
   template <typename Request>
   grpc::ServerUnaryReactor* PostCall(grpc::CallbackServerContext* context, const Request* request,
                                      absl::Status (Master::*method)(const Request&));
+  // For calls the master answers only once their change is durable.
+  template <typename Request>
+  grpc::ServerUnaryReactor* PostDurableCall(grpc::CallbackServerContext* context,
+                                            const Request* request,
+                                            void (Master::*method)(const Request&,
+                                                                   Master::Completion));
 
   EventLoop& loop_;
   Master& master_;

@@ -151,6 +151,10 @@ int main(int argc, char** argv) {
     }
     *target = static_cast<size_t>(value);
   }
+  if (options.master.max_queued_operator_events == 0) {
+    // A subscriber could not hold even one event and would be dropped at its first.
+    return Fail("--max_queued_operator_events must be positive");
+  }
 
   // Block the stop signals before any thread starts so only sigwait() below receives them.
   sigset_t stop_signals;

@@ -181,7 +181,9 @@ class Master {
   // UPDATE_FRAMEWORK: replaces the framework's info. PermissionDenied naming `principal` or
   // `user` if either differs; InvalidArgument for an invalid info or a foreign id. Offers in
   // roles it leaves are rescinded; allocations there stay until their resources come back.
-  absl::Status UpdateFramework(const v1::UpdateFrameworkRequest& request);
+  // The new info is stored in the registry first; it is applied and `done` called with OK once
+  // durable, or `done` gets the write's error and nothing changes. `done` runs on the loop.
+  void UpdateFramework(const v1::UpdateFrameworkRequest& request, Completion done);
   // MESSAGE: forwards the data to the agent of a live task (best effort). NotFound for an
   // unknown or finished task, InvalidArgument above kMaxMessageBytes, Unavailable while the
   // task's agent is disconnected.

@@ -901,50 +901,81 @@ Resources Master::WithReservations(Agent& agent, const Resources& total) {
   return result + agent.reserved;
 }
 
-absl::Status Master::UpdateFramework(const v1::UpdateFrameworkRequest& request) {
+void Master::UpdateFramework(const v1::UpdateFrameworkRequest& request, Completion done) {
   DCHECK(loop_.IsLoopThread());
-  RZ_ASSIGN_OR_RETURN(Framework * framework, FindCaller(request.header()));
-  v1::FrameworkInfo info = request.framework_info();
-  if (!info.id().empty() && info.id() != framework->id.value()) {
-    return absl::InvalidArgumentError(absl::StrCat("framework_info.id '", info.id(),
-                                                   "' is not the caller's id '",
-                                                   framework->id.value(), "'"));
+  absl::StatusOr<Framework*> caller = FindCaller(request.header());
+  if (!caller.ok()) {
+    std::move(done)(caller.status());
+    return;
   }
-  info.set_id(framework->id.value());
-  if (info.principal() != framework->info.principal()) {
-    return absl::PermissionDeniedError(
+  Framework* framework = *caller;
+  v1::FrameworkInfo info = request.framework_info();
+  absl::Status status = absl::OkStatus();
+  if (!info.id().empty() && info.id() != framework->id.value()) {
+    status = absl::InvalidArgumentError(absl::StrCat(
+        "framework_info.id '", info.id(), "' is not the caller's id '", framework->id.value(), "'"));
+  } else if (info.principal() != framework->info.principal()) {
+    status = absl::PermissionDeniedError(
         absl::StrCat("principal is immutable: framework '", framework->id.value(), "' has '",
                      framework->info.principal(), "', not '", info.principal(), "'"));
-  }
-  if (info.user() != framework->info.user()) {
-    return absl::PermissionDeniedError(
+  } else if (info.user() != framework->info.user()) {
+    status = absl::PermissionDeniedError(
         absl::StrCat("user is immutable: framework '", framework->id.value(), "' has '",
                      framework->info.user(), "', not '", info.user(), "'"));
+  } else {
+    info.set_id(framework->id.value());
+    status = ValidateFrameworkInfo(info);
   }
-  RZ_RETURN_IF_ERROR(ValidateFrameworkInfo(info));
-  RZ_ASSIGN_OR_RETURN(allocator::FrameworkOptions options,
-                      ToFrameworkOptions(info, /*active=*/true));
-  RZ_RETURN_IF_ERROR(allocator_.UpdateFramework(framework->id, options));
-  framework->info = info;
-  // Offers in roles it left go; allocations there stay until their resources come back.
-  const std::vector<std::string> roles = RolesOf(info);
-  std::vector<OfferId> gone;
-  for (const OfferId& id : framework->offers) {
-    if (std::find(roles.begin(), roles.end(), offers_.at(id).role) == roles.end()) {
-      gone.push_back(id);
+  absl::StatusOr<allocator::FrameworkOptions> options =
+      status.ok() ? ToFrameworkOptions(info, /*active=*/true)
+                  : absl::StatusOr<allocator::FrameworkOptions>(status);
+  if (!options.ok()) {
+    std::move(done)(options.status());
+    return;
+  }
+  // Stored first, applied and answered once durable.
+  v1::RegistryFramework record = FrameworkRecord(*framework);
+  *record.mutable_info() = info;
+  RegistryBatch batch;
+  batch.PutFramework(record);
+  WriteRegistry(std::move(batch), [this, id = framework->id, stream = request.header().stream_id(),
+                                   info = std::move(info), options = *std::move(options),
+                                   done = std::move(done)](absl::Status status) mutable {
+    if (!status.ok()) {
+      LOG(WARNING) << "framework '" << id.value() << "' not updated: " << status.message();
+      std::move(done)(status);
+      return;
     }
-  }
-  for (const OfferId& id : gone) {
-    NoteRemovedOffer(id, "was rescinded: the framework left its role");
-    RemoveOffer(id, /*rescind=*/true, absl::ZeroDuration());
-  }
-  LOG(INFO) << "framework '" << framework->id.value() << "' updated: roles "
-            << absl::StrJoin(roles, ", ");
-  PersistFramework(*framework);  // Fire-and-forget (see docs/api.md).
-  FrameworkChanged(framework->id);
-  TriggerAllocation();
-  PublishSoon();
-  return absl::OkStatus();
+    auto it = frameworks_.find(id);
+    if (it == frameworks_.end()) {
+      std::move(done)(absl::NotFoundError(
+          absl::StrCat("framework '", id.value(), "' was removed while its update was stored")));
+      return;
+    }
+    Framework& framework = it->second;
+    if (absl::Status updated = allocator_.UpdateFramework(id, options); !updated.ok()) {
+      std::move(done)(updated);
+      return;
+    }
+    framework.info = info;
+    // Offers in roles it left go; allocations there stay until their resources come back.
+    const std::vector<std::string> roles = RolesOf(info);
+    std::vector<OfferId> gone;
+    for (const OfferId& offer : framework.offers) {
+      if (std::find(roles.begin(), roles.end(), offers_.at(offer).role) == roles.end()) {
+        gone.push_back(offer);
+      }
+    }
+    for (const OfferId& offer : gone) {
+      NoteRemovedOffer(offer, "was rescinded: the framework left its role");
+      RemoveOffer(offer, /*rescind=*/true, absl::ZeroDuration());
+    }
+    LOG(INFO) << "framework '" << id.value() << "' updated: roles " << absl::StrJoin(roles, ", ");
+    FrameworkChanged(id);
+    TriggerAllocation();
+    PublishSoon();
+    std::move(done)(absl::OkStatus());
+  });
 }
 
 absl::Status Master::Message(const v1::MessageRequest& request) {

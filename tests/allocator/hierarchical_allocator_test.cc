@@ -503,6 +503,22 @@ TEST(HierarchicalAllocatorTest, DynamicReservationsMoveBetweenPools) {
   EXPECT_EQ(allocator.Consumed("eng"), Res("cpus:2;mem:256"));
 }
 
+// RESERVE, then a task on part of the reservation, then the rest comes back: it is offered
+// again, reserved and unreserved parts together.
+TEST(HierarchicalAllocatorTest, WhatAReserveAndLaunchLeaveIsOfferedAgain) {
+  HierarchicalAllocator allocator;
+  ASSERT_OK(allocator.AddAgent(AgentId("s1"), Res("cpus:2;mem:1024")));
+  ASSERT_OK(allocator.AddFramework(FrameworkId("fw"), In({"eng"})));
+  ASSERT_THAT(allocator.Allocate(kT0), SizeIs(1));
+  ASSERT_OK(allocator.UpdateAllocation(FrameworkId("fw"), AgentId("s1"), "eng",
+                                       Res("cpus:1;mem:256"), Res("cpus(eng):1;mem(eng):256")));
+  allocator.Recover(FrameworkId("fw"), AgentId("s1"), "eng", Res("mem(eng):128;cpus:1;mem:768"),
+                    kT0, absl::ZeroDuration());
+  EXPECT_EQ(allocator.Free(AgentId("s1")), Res("mem(eng):128;cpus:1;mem:768"));
+  EXPECT_THAT(Show(allocator.Allocate(kT0 + kInterval)),
+              ElementsAre("fw@s1/eng=cpus:1;mem:768;mem(eng):128"));
+}
+
 TEST(HierarchicalAllocatorTest, RolesReportAllocationQuotaAndStarvation) {
   HierarchicalAllocator allocator;
   ASSERT_OK(allocator.AddAgent(AgentId("s1"), Res("cpus:2;mem:1024")));

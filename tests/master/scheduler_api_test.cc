@@ -62,6 +62,14 @@ class SchedulerApiTest : public MasterTest {
     return op;
   }
 
+  // UPDATE_FRAMEWORK, run until the registry answered.
+  absl::Status UpdateFramework(const v1::UpdateFrameworkRequest& request) {
+    absl::Status result = absl::UnknownError("no answer");
+    master_.UpdateFramework(request, [&result](absl::Status status) { result = status; });
+    loop_.RunUntilIdle();
+    return result;
+  }
+
   absl::Status AcceptOps(const Scheduler& s, const std::vector<std::string>& offer_ids,
                          const std::vector<v1::Operation>& ops, double refuse_seconds = 0) {
     v1::AcceptRequest request;
@@ -333,7 +341,7 @@ TEST_F(SchedulerApiTest, UpdateFrameworkToANewRoleGivesOffersThereAndShowsInStat
   *request.mutable_header() = s.header();
   *request.mutable_framework_info() = Info({"eng"});
   request.mutable_framework_info()->set_name("renamed");
-  ASSERT_TRUE(master_.UpdateFramework(request).ok());
+  ASSERT_TRUE(UpdateFramework(request).ok());
   loop_.RunUntilIdle();
   std::vector<v1::Event> events = s.stream->Take();
   ASSERT_FALSE(events.empty());
@@ -354,26 +362,43 @@ TEST_F(SchedulerApiTest, UpdateFrameworkRefusesPrincipalAndUserChangesAndInvalid
   *request.mutable_header() = s.header();
   *request.mutable_framework_info() = Info();
   request.mutable_framework_info()->set_principal("p2");
-  absl::Status status = master_.UpdateFramework(request);
+  absl::Status status = UpdateFramework(request);
   EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(status.message(), HasSubstr("principal is immutable"));
 
   *request.mutable_framework_info() = Info();
   request.mutable_framework_info()->set_user("root");
-  status = master_.UpdateFramework(request);
+  status = UpdateFramework(request);
   EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(status.message(), HasSubstr("user is immutable"));
 
   *request.mutable_framework_info() = Info({"bad role!"});
-  status = master_.UpdateFramework(request);
+  status = UpdateFramework(request);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("invalid role"));
 
   *request.mutable_framework_info() = Info();
   request.mutable_framework_info()->set_id("someone-else");
-  EXPECT_EQ(master_.UpdateFramework(request).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(UpdateFramework(request).code(), absl::StatusCode::kInvalidArgument);
   // Nothing changed.
   EXPECT_EQ(master_.snapshot()->frameworks(0).info().principal(), "p1");
+}
+
+TEST_F(SchedulerApiTest, AnUpdateFrameworkThatCannotBeStoredChangesNothing) {
+  Scheduler s = SubscribeWith(Info());
+  store_.FailApplies(absl::UnavailableError("disk on fire"));
+  v1::UpdateFrameworkRequest request;
+  *request.mutable_header() = s.header();
+  *request.mutable_framework_info() = Info();
+  request.mutable_framework_info()->set_name("renamed");
+  absl::Status status = UpdateFramework(request);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(status.message(), HasSubstr("disk on fire"));
+  EXPECT_NE(master_.snapshot()->frameworks(0).info().name(), "renamed");
+
+  store_.ClearFailure();
+  ASSERT_TRUE(UpdateFramework(request).ok());
+  EXPECT_EQ(master_.snapshot()->frameworks(0).info().name(), "renamed");
 }
 
 // --- MESSAGE ------------------------------------------------------------------------------------
@@ -421,7 +446,11 @@ TEST_F(SchedulerApiTest, ReserveThenLaunchInOneAccept) {
                          LaunchOp({Task("t1", "cpus(eng):1;mem(eng):128")})},
                         /*refuse_seconds=*/0)
                   .ok());
-  EXPECT_THAT(Updates(s.stream->Take()), IsEmpty());
+  // The accept triggers an allocation at once: what the task does not use is offered again,
+  // reserved and unreserved alike.
+  std::vector<v1::Event> events = s.stream->Take();
+  EXPECT_THAT(Updates(events), IsEmpty());
+  EXPECT_EQ(Total(Offers(events)), Res("mem(eng):128;cpus:1;mem:768"));
   std::vector<v1::MasterMessage> to_agent = agent.stream->Take();
   ASSERT_THAT(to_agent, SizeIs(1));
   EXPECT_EQ(*FromProto(to_agent[0].run_task().task().resources()), Res("cpus(eng):1;mem(eng):128"));
