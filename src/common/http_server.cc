@@ -32,7 +32,26 @@ void Write(const HttpResponse& response, httplib::Response& res) {
   for (const auto& [name, value] : response.headers) {
     res.set_header(name, value);
   }
-  res.set_content(response.body, response.content_type);
+  if (!response.stream) {
+    res.set_content(response.body, response.content_type);
+    return;
+  }
+  res.set_chunked_content_provider(
+      response.content_type,
+      [stream = response.stream](size_t /*offset*/, httplib::DataSink& sink) {
+        std::string chunk;
+        if (!stream(&chunk)) {
+          sink.done();
+          return true;
+        }
+        // An empty chunk would end the chunked body: write only what there is.
+        return chunk.empty() || sink.write(chunk.data(), chunk.size());
+      },
+      [on_close = response.on_close](bool /*success*/) {
+        if (on_close) {
+          on_close();
+        }
+      });
 }
 
 }  // namespace

@@ -34,6 +34,12 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::string body;
   std::map<std::string, std::string> headers;
+  // If set, the body is streamed instead (Transfer-Encoding: chunked) on the server thread that
+  // took the request: each call appends the next piece to `*chunk` (it may block a while, and
+  // may append nothing) and returns false once the stream is over. `on_close` then runs, also
+  // when the client went away. A stream holds one of the server's threads while it lasts.
+  std::function<bool(std::string* chunk)> stream;
+  std::function<void()> on_close;
 };
 
 class HttpServer {
@@ -49,9 +55,8 @@ class HttpServer {
   // Called after each request with the method, the registered path it matched (empty for an
   // unknown path, so labels stay bounded), the status and the time from dispatch to response.
   // Runs on the server's threads. REQUIRES: before Start().
-  using Observer =
-      std::function<void(const std::string& method, const std::string& route, int status,
-                         absl::Duration latency)>;
+  using Observer = std::function<void(const std::string& method, const std::string& route,
+                                      int status, absl::Duration latency)>;
   void SetObserver(Observer observer) { observer_ = std::move(observer); }
 
   void Get(const std::string& path, Handler handler);

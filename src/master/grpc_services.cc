@@ -103,6 +103,23 @@ grpc::ServerWriteReactor<v1::Event>* SchedulerService::Subscribe(
   return stream.get();
 }
 
+namespace {
+
+// Counts a finished scheduler call and answers it.
+template <typename Request>
+void FinishCall(Master& master, const Request& request, grpc::ServerUnaryReactor* reactor,
+                absl::Time start, const absl::Status& status) {
+  // Calls of unknown frameworks are not counted: their ids would grow the series unbounded.
+  if (!absl::IsNotFound(status)) {
+    master.metrics().FrameworkCall(request.header().framework_id(), CallTypeOf(request));
+  }
+  master.metrics().GrpcCall(absl::StrCat("Scheduler.", RpcOf(request)),
+                            absl::StatusCodeToString(status.code()), absl::Now() - start);
+  reactor->Finish(ToGrpcStatus(status));
+}
+
+}  // namespace
+
 template <typename Request>
 grpc::ServerUnaryReactor* SchedulerService::PostCall(
     grpc::CallbackServerContext* context, const Request* request,
@@ -113,14 +130,7 @@ grpc::ServerUnaryReactor* SchedulerService::PostCall(
   // lambda in a member template under -fsanitize=undefined.
   const absl::Time start = absl::Now();
   loop_.Post([&master = master_, request, reactor, method, start] {
-    const absl::Status status = (master.*method)(*request);
-    // Calls of unknown frameworks are not counted: their ids would grow the series unbounded.
-    if (!absl::IsNotFound(status)) {
-      master.metrics().FrameworkCall(request->header().framework_id(), CallTypeOf(*request));
-    }
-    master.metrics().GrpcCall(absl::StrCat("Scheduler.", RpcOf(*request)),
-                              absl::StatusCodeToString(status.code()), absl::Now() - start);
-    reactor->Finish(ToGrpcStatus(status));
+    FinishCall(master, *request, reactor, start, (master.*method)(*request));
   });
   return reactor;
 }
@@ -134,12 +144,7 @@ grpc::ServerUnaryReactor* SchedulerService::PostDurableCall(
   const absl::Time start = absl::Now();
   loop_.Post([&master = master_, request, reactor, method, start] {
     (master.*method)(*request, [&master, request, reactor, start](absl::Status status) {
-      if (!absl::IsNotFound(status)) {
-        master.metrics().FrameworkCall(request->header().framework_id(), CallTypeOf(*request));
-      }
-      master.metrics().GrpcCall(absl::StrCat("Scheduler.", RpcOf(*request)),
-                                absl::StatusCodeToString(status.code()), absl::Now() - start);
-      reactor->Finish(ToGrpcStatus(status));
+      FinishCall(master, *request, reactor, start, status);
     });
   });
   return reactor;

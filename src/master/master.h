@@ -36,10 +36,10 @@
 #include "common/event_loop.h"
 #include "common/ids.h"
 #include "common/resources.h"
-#include "master/outbox.h"
-#include "master/registry/registry.h"
 #include "master/metrics.h"
 #include "master/operator_events.h"
+#include "master/outbox.h"
+#include "master/registry/registry.h"
 #include "master/snapshot.h"
 #include "rz/v1/agent.pb.h"
 #include "rz/v1/common.pb.h"
@@ -419,7 +419,7 @@ class Master {
   // Why an offer that no longer exists ended, for ACCEPTs that name it late.
   struct RemovedOffer {
     FrameworkId framework;
-    std::string why;  // "was rescinded", "was declined", ...
+    std::string why;                // "was rescinded", "was declined", ...
     bool by_scheduler = false;      // Accepted or declined: the scheduler knows it ended.
     uint64_t rescind_sequence = 0;  // The RESCIND event that told the scheduler; 0 if none.
   };
@@ -431,8 +431,8 @@ class Master {
                                 std::vector<OfferId>& mine);
   // RESERVE or UNRESERVE of an ACCEPT on `available`; `apply` false only checks.
   absl::Status ApplyReservation(Framework& framework, Agent& agent, const std::string& role,
-                                const v1::Operation& op, Resources& available,
-                                Resources& reserved, bool apply);
+                                const v1::Operation& op, Resources& available, Resources& reserved,
+                                bool apply);
   // Replays what a scheduler resuming after `last_sequence` missed (see SubscribeRequest).
   void ReplayMissed(Framework& framework, uint64_t last_sequence);
   // Agent total as the allocator sees it: `total` with `reserved` carved out of it; drops the
@@ -469,6 +469,8 @@ class Master {
   // An operator opened event stream `stream`: SUBSCRIBED with the current state, then every
   // change (operator_events.h). RESOURCE_EXHAUSTED closes it when the subscriber limit is hit.
   void SubscribeOperatorEvents(const StreamId& stream, OperatorEventOutbox outbox);
+  // Ends every operator event stream with `status` (the master is stopping).
+  void CloseOperatorEventStreams(const absl::Status& status);
   void OperatorEventStreamClosed(const StreamId& stream);
   // Thread-safe: the loop and transport adapters update it, readers render it.
   MasterMetrics& metrics() { return metrics_; }

@@ -5,21 +5,20 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/file_util.h"
 #include "common/host.h"
 #include "common/version.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
-#include "nlohmann/json.hpp"
-#include "absl/synchronization/notification.h"
 #include "master/registry/in_memory_registry_store.h"
 #include "master/registry/leveldb_registry_store.h"
+#include "nlohmann/json.hpp"
 
 namespace rz::master {
 MasterDaemon::MasterDaemon(MasterDaemonOptions options)
     : options_(std::move(options)),
       loop_(options_.clock != nullptr ? *options_.clock : RealClock::Get()) {}
-
 
 absl::Status MasterDaemon::Start() {
   const std::string hostname = options_.hostname.empty() ? LocalHostname() : options_.hostname;
@@ -30,9 +29,8 @@ absl::Status MasterDaemon::Start() {
   }
   master_ = std::make_unique<Master>(loop_, options_.master, v1::MasterInfo(), *registry_);
   absl::Status recovery;
-  loop_.Post([this, state = *std::move(recovered), &recovery] {
-    recovery = master_->Recover(state);
-  });
+  loop_.Post(
+      [this, state = *std::move(recovered), &recovery] { recovery = master_->Recover(state); });
   scheduler_service_ = std::make_unique<SchedulerService>(loop_, *master_);
   agent_link_service_ = std::make_unique<AgentLinkService>(loop_, *master_);
   operator_service_ = std::make_unique<OperatorService>(loop_, *master_);
@@ -45,10 +43,9 @@ absl::Status MasterDaemon::Start() {
     return LoopStats{.queue_depth = static_cast<int64_t>(stats.queue_depth),
                      .oldest_queued_seconds = absl::ToDoubleSeconds(stats.oldest_queued_age)};
   });
-  http_.SetObserver([&metrics](const std::string& method, const std::string& route, int status,
-                               absl::Duration latency) {
-    metrics.HttpRequest(method, route, status, latency);
-  });
+  http_.SetObserver(
+      [&metrics](const std::string& method, const std::string& route, int status,
+                 absl::Duration latency) { metrics.HttpRequest(method, route, status, latency); });
 
   grpc::ServerBuilder builder;
   int grpc_port = 0;
@@ -129,8 +126,8 @@ absl::StatusOr<RegistryState> MasterDaemon::OpenRegistry() {
     std::error_code error;
     std::filesystem::create_directories(options_.work_dir, error);
     if (error) {
-      return absl::UnavailableError(absl::StrCat("cannot create the work dir '", options_.work_dir,
-                                                 "': ", error.message()));
+      return absl::UnavailableError(
+          absl::StrCat("cannot create the work dir '", options_.work_dir, "': ", error.message()));
     }
     absl::StatusOr<std::unique_ptr<LevelDbRegistryStore>> store = LevelDbRegistryStore::Open(dir);
     if (!store.ok()) {
@@ -148,6 +145,13 @@ void MasterDaemon::Stop() {
     return;
   }
   running_ = false;
+  // Operator event streams end first: a REST stream holds an HTTP thread until it ends.
+  absl::Notification closed;
+  loop_.Post([this, &closed] {
+    master_->CloseOperatorEventStreams(absl::UnavailableError("the master is stopping"));
+    closed.Notify();
+  });
+  closed.WaitForNotificationWithTimeout(absl::Seconds(5));
   // Streams are cancelled at the deadline; the loop still runs so unary calls can finish.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   http_.Stop();

@@ -101,5 +101,8 @@ void RegisterMasterHttp(Master& master, HttpServer& http,
 void RegisterMasterHttpActions(Master& master, HttpServer& http);
 // POST /reserve and POST /unreserve (master_http_reservations.cc); called by RegisterMasterHttp.
 void RegisterReservationHttp(Master& master, HttpServer& http);
+// GET /api/v1/events, the operator event stream as JSON lines (master_http_events.cc); called by
+// RegisterMasterHttp.
+void RegisterEventsHttp(Master& master, HttpServer& http);
 
 }  // namespace rz::master

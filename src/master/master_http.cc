@@ -306,6 +306,7 @@ void RegisterMasterHttp(Master& master, HttpServer& http,
   RegisterMasterHttpActions(master, http);  // H4
   RegisterMetricsHttp(master, http);
   RegisterReservationHttp(master, http);  // master_http_reservations.cc
+  RegisterEventsHttp(master, http);       // master_http_events.cc
 }
 
 }  // namespace rz::master

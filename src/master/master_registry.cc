@@ -25,16 +25,6 @@ namespace {
 
 absl::Time FromSeconds(double seconds) { return absl::UnixEpoch() + absl::Seconds(seconds); }
 
-void RefuseSubscription(const v1::FrameworkInfo& info, const Master::EventOutbox& outbox,
-                        const absl::Status& status) {
-  LOG(WARNING) << "refusing subscription of framework '" << info.id() << "' (" << info.name()
-               << "): " << status.message();
-  v1::Event event;
-  event.mutable_error()->set_message(std::string(status.message()));
-  outbox->Send(std::move(event));
-  outbox->Close(status);
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -164,7 +154,7 @@ bool Master::FrameworkStored(const v1::SubscribeRequest& request, const StreamId
     const bool closed = subscribing != subscribing_streams_.end() && subscribing->second;
     subscribing_streams_.erase(stream);
     if (!status.ok()) {
-      RefuseSubscription(stored.framework_info(), outbox,
+      RefuseSubscription(stored.framework_info(), *outbox,
                          absl::UnavailableError(absl::StrCat("cannot store framework '", id.value(),
                                                              "': ", status.message())));
     } else {

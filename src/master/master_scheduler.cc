@@ -27,14 +27,7 @@ void Master::Subscribe(const v1::SubscribeRequest& request, const StreamId& stre
                        EventOutbox outbox) {
   DCHECK(loop_.IsLoopThread());
   const v1::FrameworkInfo& info = request.framework_info();
-  auto refuse = [&](const absl::Status& status) {
-    LOG(WARNING) << "refusing subscription of framework '" << info.id() << "' (" << info.name()
-                 << "): " << status.message();
-    v1::Event event;
-    event.mutable_error()->set_message(std::string(status.message()));
-    outbox->Send(std::move(event));
-    outbox->Close(status);
-  };
+  auto refuse = [&](const absl::Status& status) { RefuseSubscription(info, *outbox, status); };
   if (absl::Status status = ValidateFrameworkInfo(info); !status.ok()) {
     refuse(status);
     return;
@@ -211,9 +204,9 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
     LOG(WARNING) << "invalid ACCEPT from framework '" << framework->id.value() << "': " << problem;
     for (const v1::Operation& op : request.operations()) {
       for (const v1::TaskInfo& task : tasks_of(op)) {
-        SendUpdate(*framework, MasterStatus(framework->id, task.task_id(), task.agent_id(),
-                                            v1::TASK_DROPPED, v1::TaskStatus::REASON_INVALID_OFFERS,
-                                            problem));
+        SendUpdate(*framework,
+                   MasterStatus(framework->id, task.task_id(), task.agent_id(), v1::TASK_DROPPED,
+                                v1::TaskStatus::REASON_INVALID_OFFERS, problem));
       }
     }
     for (const OfferId& id : mine) {
@@ -251,9 +244,8 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
         absl::Status status =
             ApplyReservation(*framework, agent, role, op, left, reserved, /*apply=*/false);
         if (!status.ok()) {
-          const std::string problem =
-              absl::StrCat("operation ", i, " (", v1::Operation::Type_Name(op.type()),
-                           "): ", status.message());
+          const std::string problem = absl::StrCat(
+              "operation ", i, " (", v1::Operation::Type_Name(op.type()), "): ", status.message());
           invalid(absl::StrCat("invalid operation: ", problem), mine);
           return absl::Status(status.code(), problem);
         }
@@ -307,8 +299,9 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
         if (absl::Status status = ApplyReservation(*framework, agent, role, op, available,
                                                    agent.reserved, /*apply=*/true);
             !status.ok()) {
-          LOG(ERROR) << "framework '" << framework->id.value() << "': "
-                     << v1::Operation::Type_Name(op.type()) << " failed: " << status.message();
+          LOG(ERROR) << "framework '" << framework->id.value()
+                     << "': " << v1::Operation::Type_Name(op.type())
+                     << " failed: " << status.message();
         }
         break;
     }
@@ -333,8 +326,7 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
   return absl::OkStatus();
 }
 
-std::string Master::CheckAcceptOffers(const Framework& framework,
-                                      const v1::AcceptRequest& request,
+std::string Master::CheckAcceptOffers(const Framework& framework, const v1::AcceptRequest& request,
                                       std::vector<OfferId>& mine) {
   std::string problem;
   absl::btree_set<OfferId> seen;
@@ -419,14 +411,13 @@ absl::Status Master::ApplyReservation(Framework& framework, Agent& agent, const 
   const Resources& from = reserve ? unreserved : *resources;
   const Resources& to = reserve ? *resources : unreserved;
   if (!reserve && !reserved.Contains(*resources)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(resources->ToString(), " is not dynamically reserved on agent '",
-                     agent.id.value(), "' (reserved: ",
-                     reserved.empty() ? "nothing" : reserved.ToString(), ")"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        resources->ToString(), " is not dynamically reserved on agent '", agent.id.value(),
+        "' (reserved: ", reserved.empty() ? "nothing" : reserved.ToString(), ")"));
   }
   if (!available.Contains(from)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the offers do not hold ", from.ToString(), " (left: ", available.ToString(), ")"));
+    return absl::FailedPreconditionError(absl::StrCat("the offers do not hold ", from.ToString(),
+                                                      " (left: ", available.ToString(), ")"));
   }
   if (apply) {
     RZ_RETURN_IF_ERROR(allocator_.UpdateAllocation(framework.id, agent.id, role, from, to));
@@ -912,8 +903,9 @@ void Master::UpdateFramework(const v1::UpdateFrameworkRequest& request, Completi
   v1::FrameworkInfo info = request.framework_info();
   absl::Status status = absl::OkStatus();
   if (!info.id().empty() && info.id() != framework->id.value()) {
-    status = absl::InvalidArgumentError(absl::StrCat(
-        "framework_info.id '", info.id(), "' is not the caller's id '", framework->id.value(), "'"));
+    status = absl::InvalidArgumentError(absl::StrCat("framework_info.id '", info.id(),
+                                                     "' is not the caller's id '",
+                                                     framework->id.value(), "'"));
   } else if (info.principal() != framework->info.principal()) {
     status = absl::PermissionDeniedError(
         absl::StrCat("principal is immutable: framework '", framework->id.value(), "' has '",
@@ -985,10 +977,9 @@ absl::Status Master::Message(const v1::MessageRequest& request) {
     return absl::InvalidArgumentError("message names no task_id");
   }
   if (request.data().size() > kMaxMessageBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("message for task '", request.task_id(),
-                                                   "' has ", request.data().size(),
-                                                   " bytes; at most ", kMaxMessageBytes,
-                                                   " (1 MiB) are allowed"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("message for task '", request.task_id(), "' has ", request.data().size(),
+                     " bytes; at most ", kMaxMessageBytes, " (1 MiB) are allowed"));
   }
   auto task = tasks_.find(TaskKey(framework->id, TaskId(request.task_id())));
   if (task == tasks_.end() || task->second.terminal) {
@@ -1035,8 +1026,9 @@ absl::StatusOr<std::pair<Resources, std::string>> ReservedResources(
           absl::StrCat("resource '", entry.name, "' carries no reservation role"));
     }
     if (!role.empty() && entry.role != role) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "resources are reserved for two roles ('", role, "' and '", entry.role, "'); one per call"));
+      return absl::InvalidArgumentError(absl::StrCat("resources are reserved for two roles ('",
+                                                     role, "' and '", entry.role,
+                                                     "'); one per call"));
     }
     role = entry.role;
   }
@@ -1112,15 +1104,15 @@ absl::Status Master::UnreserveResources(const v1::UnreserveResourcesRequest& req
     }
   }
   if (!allocator_.Free(agent.id).Contains(resources)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        resources.ToString(), " on agent '", agent.id.value(), "' is in use by tasks"));
+    return absl::FailedPreconditionError(absl::StrCat(resources.ToString(), " on agent '",
+                                                      agent.id.value(), "' is in use by tasks"));
   }
   RZ_RETURN_IF_ERROR(allocator_.UnreserveFree(agent.id, resources));
   RZ_CHECK_OK(agent.total.Subtract(resources));
   agent.total += resources.WithRole(kDefaultRole);
   RZ_CHECK_OK(agent.reserved.Subtract(resources));
-  LOG(INFO) << "operator unreserved " << resources.ToString() << " on agent '"
-            << agent.id.value() << "'";
+  LOG(INFO) << "operator unreserved " << resources.ToString() << " on agent '" << agent.id.value()
+            << "'";
   PersistAgent(agent);  // Fire-and-forget (see docs/api.md).
   AgentChanged(agent.id);
   TriggerAllocation();

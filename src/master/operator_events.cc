@@ -92,6 +92,13 @@ void OperatorEvents::Send(const v1::OperatorEvent& event) {
   }
 }
 
+void Master::CloseOperatorEventStreams(const absl::Status& status) {
+  DCHECK(loop_.IsLoopThread());
+  if (operator_events_ != nullptr) {
+    operator_events_->CloseAll(status);
+  }
+}
+
 void OperatorEvents::CloseAll(const absl::Status& status) {
   for (auto& [stream, outbox] : subscribers_) {
     outbox->Close(status);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/resources.h"
+#include "glog/logging.h"
 
 namespace rz::master {
 
@@ -67,6 +68,16 @@ absl::Duration RefuseFor(const v1::Filters& filters, absl::Duration fallback) {
     return absl::ZeroDuration();
   }
   return absl::Seconds(std::min(s, 365.0 * 24 * 3600));
+}
+
+void RefuseSubscription(const v1::FrameworkInfo& info, Outbox<v1::Event>& outbox,
+                        const absl::Status& status) {
+  LOG(WARNING) << "refusing subscription of framework '" << info.id() << "' (" << info.name()
+               << "): " << status.message();
+  v1::Event event;
+  event.mutable_error()->set_message(std::string(status.message()));
+  outbox.Send(std::move(event));
+  outbox.Close(status);
 }
 
 }  // namespace rz::master

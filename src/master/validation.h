@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "master/outbox.h"
 #include "rz/v1/common.pb.h"
 #include "rz/v1/scheduler.pb.h"
 
@@ -16,5 +17,8 @@ bool IsValidRole(const std::string& role);
 absl::Status ValidateFrameworkInfo(const v1::FrameworkInfo& info);
 // How long to filter resources a scheduler declined or left unused.
 absl::Duration RefuseFor(const v1::Filters& filters, absl::Duration fallback);
+// Refuses a SUBSCRIBE: logs why, sends ERROR with the status message and closes the stream.
+void RefuseSubscription(const v1::FrameworkInfo& info, Outbox<v1::Event>& outbox,
+                        const absl::Status& status);
 
 }  // namespace rz::master

@@ -1,12 +1,15 @@
 // The operator event stream: what the master emits as scenarios run (MasterTest, manual clock),
 // then the real gRPC stream against a MasterDaemon on loopback: order, the subscriber cap, a
 // slow consumer disconnected, and the metrics endpoints of a live daemon.
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_split.h"
 #include "grpcpp/grpcpp.h"
 #include "httplib.h"
 #include "master/master_daemon.h"
@@ -385,6 +388,56 @@ TEST_F(OperatorStreamTest, MetricsOfALiveDaemon) {
   }
   EXPECT_TRUE(lag);
   f.context->TryCancel();
+}
+
+// GET /api/v1/events streams the same events as JSON lines, and the daemon stops with a stream
+// open.
+TEST_F(OperatorStreamTest, RestStreamSendsJsonLines) {
+  StartDaemon(10, 1000);
+  const std::string http = daemon_->http_address();
+  httplib::Client client(http.substr(http.find("//") + 2));
+  std::mutex mu;
+  std::string received;
+  std::atomic<bool> stop{false};
+  std::thread reader([&] {
+    client.Get("/api/v1/events", [&](const char* data, size_t size) {
+      std::lock_guard<std::mutex> lock(mu);
+      received.append(data, size);
+      return !stop.load();
+    });
+  });
+  auto lines = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<nlohmann::json> out;
+    for (absl::string_view line : absl::StrSplit(received, '\n', absl::SkipEmpty())) {
+      out.push_back(nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false));
+    }
+    return out;
+  };
+  auto saw = [&](const std::string& type) {
+    for (const nlohmann::json& line : lines()) {
+      if (line.is_object() && line.value("type", "") == type) {
+        return true;
+      }
+    }
+    return false;
+  };
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!saw("SUBSCRIBED") && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_TRUE(saw("SUBSCRIBED"));
+  Framework f = AddFramework("rest");
+  while (!saw("FRAMEWORK_ADDED") && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_TRUE(saw("FRAMEWORK_ADDED"));
+  for (const nlohmann::json& line : lines()) {
+    EXPECT_FALSE(line.is_discarded()) << "every line is one JSON event";
+  }
+  stop = true;
+  daemon_.reset();  // Must not hang on the open stream.
+  reader.join();
 }
 
 }  // namespace
