@@ -198,8 +198,8 @@ absl::Status AgentDaemon::Start() {
           .log_max_files = options_.log_max_files,
           .boot_id = LinuxContainerizer::HostBootId()},
       std::move(cgroups));
-  containerizer_ = options_.containerizer != nullptr ? options_.containerizer
-                                                     : linux_containerizer_.get();
+  containerizer_ =
+      options_.containerizer != nullptr ? options_.containerizer : linux_containerizer_.get();
   fetcher_ = std::make_unique<Fetcher>(
       FetcherOptions{.cache_dir = absl::StrCat(options_.work_dir, "/fetcher-cache"),
                      .cache_max_bytes = options_.fetcher_cache_max_bytes});

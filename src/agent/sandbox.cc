@@ -54,8 +54,7 @@ absl::Status CreateSandbox(const std::string& dir) {
   return absl::OkStatus();
 }
 
-absl::Status AppendMessage(const std::string& sandbox, const std::string& data, int uid,
-                           int gid) {
+absl::Status AppendMessage(const std::string& sandbox, const std::string& data, int uid, int gid) {
   const std::string dir = absl::StrCat(sandbox, "/.rz");
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return absl::InternalError(absl::StrCat("cannot create '", dir, "': ", std::strerror(errno)));
@@ -82,8 +81,7 @@ absl::Status AppendMessage(const std::string& sandbox, const std::string& data, 
     if (n <= 0) {
       const int error = errno;
       ::close(fd);
-      return absl::InternalError(
-          absl::StrCat("cannot write '", path, "': ", std::strerror(error)));
+      return absl::InternalError(absl::StrCat("cannot write '", path, "': ", std::strerror(error)));
     }
     written += static_cast<size_t>(n);
   }

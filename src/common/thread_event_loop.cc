@@ -81,9 +81,7 @@ void ThreadEventLoop::CancelTimer(TimerId id) {
   }
 }
 
-bool ThreadEventLoop::IsLoopThread() const {
-  return std::this_thread::get_id() == loop_thread_id_;
-}
+bool ThreadEventLoop::IsLoopThread() const { return std::this_thread::get_id() == loop_thread_id_; }
 
 void ThreadEventLoop::Run() {
   loop_thread_id_ = std::this_thread::get_id();

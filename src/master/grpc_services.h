@@ -153,9 +153,9 @@ class OperatorService final : public v1::Operator::CallbackService {
   grpc::ServerUnaryReactor* TeardownFramework(grpc::CallbackServerContext* context,
                                               const v1::TeardownFrameworkRequest* request,
                                               v1::UpdateResponse* response) override;
-  grpc::ServerUnaryReactor* GetMaintenanceSchedule(
-      grpc::CallbackServerContext* context, const v1::GetMaintenanceScheduleRequest* request,
-      v1::MaintenanceSchedule* response) override;
+  grpc::ServerUnaryReactor* GetMaintenanceSchedule(grpc::CallbackServerContext* context,
+                                                   const v1::GetMaintenanceScheduleRequest* request,
+                                                   v1::MaintenanceSchedule* response) override;
   grpc::ServerUnaryReactor* UpdateMaintenanceSchedule(
       grpc::CallbackServerContext* context, const v1::UpdateMaintenanceScheduleRequest* request,
       v1::UpdateResponse* response) override;

@@ -81,10 +81,10 @@ absl::StatusOr<std::vector<std::pair<std::string, allocator::Quota>>> Master::Ch
       for (const std::string& name : limited) {
         const int64_t held = consumed.ScalarFixed(name) - offered.ScalarFixed(name);
         if (held > quota.limit.ScalarFixed(name)) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "quota of role '", config.role(), "': limit of '", name, "' (",
-              quota.limit.Scalar(name), ") is below its current consumption (",
-              FromFixed(held), "); set force to apply it anyway"));
+          return absl::FailedPreconditionError(
+              absl::StrCat("quota of role '", config.role(), "': limit of '", name, "' (",
+                           quota.limit.Scalar(name), ") is below its current consumption (",
+                           FromFixed(held), "); set force to apply it anyway"));
         }
       }
     }
@@ -529,8 +529,8 @@ absl::Status Master::UpdateMaintenanceSchedule(
       }
       machine.set_hostname(Lower(machine.hostname()));
       if (!seen.insert(MachineKey(machine)).second) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "machine '", MachineName(machine), "' is in more than one maintenance window"));
+        return absl::InvalidArgumentError(absl::StrCat("machine '", MachineName(machine),
+                                                       "' is in more than one maintenance window"));
       }
     }
   }
@@ -568,8 +568,8 @@ absl::Status Master::StartMaintenance(const v1::StartMaintenanceRequest& request
       }
     }
     if (!scheduled) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "machine '", MachineName(machine), "' is not in the maintenance schedule"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("machine '", MachineName(machine), "' is not in the maintenance schedule"));
     }
     if (down_machines_.contains(MachineKey(normalized))) {
       return absl::FailedPreconditionError(

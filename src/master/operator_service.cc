@@ -107,8 +107,8 @@ grpc::ServerUnaryReactor* OperatorService::UpdateWeights(grpc::CallbackServerCon
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   // Finished once the change is stored and applied (or refused): the registry answers later.
   loop_.Post([this, request, reactor] {
-    master_.UpdateWeights(*request,
-                          [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
+    master_.UpdateWeights(
+        *request, [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
   });
   return reactor;
 }

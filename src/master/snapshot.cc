@@ -2,24 +2,15 @@
 
 #include <string>
 
-#include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
-#include "common/status_convert.h"
-#include "google/protobuf/util/json_util.h"
+#include "common/proto_json.h"
 
 namespace rz::master {
 
-std::string RenderJson(const google::protobuf::Message& message) {
-  // The same options as ProtoJsonResponse, so views splice into the documents it renders.
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
+std::string RenderJson(const google::protobuf::Message& message) { return ProtoJson(message); }
+
+std::string RenderAgentSummaryJson(const v1::AgentState& agent) {
   std::string json;
-  if (auto status = google::protobuf::util::MessageToJsonString(message, &json, options);
-      !status.ok()) {
-    return ErrorJson(absl::InternalError(
-        absl::StrCat("cannot render ", message.GetTypeName(), " as JSON: ", status.ToString())));
-  }
+  AppendProtoJsonWithout(agent, v1::AgentState::kUsageFieldNumber, &json);
   return json;
 }
 

@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -37,9 +38,13 @@
 
 namespace rz::master {
 
-// The protobuf JSON mapping every master endpoint uses (proto field names, defaults printed).
-// Returns a JSON error object naming the failure if the message cannot be rendered.
+// The protobuf JSON mapping every master endpoint uses (proto field names, defaults printed),
+// rendered by AppendProtoJson (common/proto_json.h).
 std::string RenderJson(const google::protobuf::Message& message);
+
+// An agent as /state-summary shows it: without its `usage` statistics (most of an agent's
+// JSON; /agents and /state keep them).
+std::string RenderAgentSummaryJson(const v1::AgentState& agent);
 
 template <typename Proto>
 class View {
@@ -54,11 +59,23 @@ class View {
     absl::call_once(once_, [this] { json_ = RenderJson(proto_); });
     return json_;
   }
+  // The view's JSON in /state-summary, cached the same way: agents without `usage`, every other
+  // entity as json().
+  const std::string& summary_json() const {
+    if constexpr (std::is_same_v<Proto, v1::AgentState>) {
+      absl::call_once(summary_once_, [this] { summary_json_ = RenderAgentSummaryJson(proto_); });
+      return summary_json_;
+    } else {
+      return json();
+    }
+  }
 
  private:
   const Proto proto_;
   mutable absl::once_flag once_;
   mutable std::string json_;
+  mutable absl::once_flag summary_once_;
+  mutable std::string summary_json_;
 };
 
 using TaskView = View<v1::Task>;

@@ -66,6 +66,15 @@ Fragments AllJson(const ChunkedMap<K, V>& map) {
   return out;
 }
 
+// The views as /state-summary shows them (agents without usage).
+template <typename K, typename V>
+Fragments AllSummaryJson(const ChunkedMap<K, V>& map) {
+  Fragments out;
+  out.reserve(map.size());
+  map.ForEach([&](const auto& entry) { out.push_back(&entry.second->summary_json()); });
+  return out;
+}
+
 template <typename V>
 Fragments AllJson(const std::vector<std::shared_ptr<const V>>& views) {
   Fragments out;
@@ -301,8 +310,11 @@ std::string StateJson(const MasterSnapshot& snapshot, const v1::GetStateRequest&
 
 v1::StateSummary StateSummaryProto(const MasterSnapshot& snapshot) {
   v1::StateSummary summary = SummaryBase(snapshot);
-  snapshot.agents.ForEach(
-      [&](const auto& entry) { *summary.add_agents() = entry.second->proto(); });
+  snapshot.agents.ForEach([&](const auto& entry) {
+    v1::AgentState* agent = summary.add_agents();
+    *agent = entry.second->proto();
+    agent->clear_usage();  // As in StateSummaryJson: the summary has no usage detail.
+  });
   snapshot.frameworks.ForEach(
       [&](const auto& entry) { *summary.add_frameworks() = entry.second->proto(); });
   for (const auto& view : *snapshot.completed_frameworks) {
@@ -313,7 +325,7 @@ v1::StateSummary StateSummaryProto(const MasterSnapshot& snapshot) {
 
 std::string StateSummaryJson(const MasterSnapshot& snapshot) {
   return Compose(SummaryBase(snapshot),
-                 {{"agents", AllJson(snapshot.agents)},
+                 {{"agents", AllSummaryJson(snapshot.agents)},
                   {"frameworks", AllJson(snapshot.frameworks)},
                   {"completed_frameworks", AllJson(*snapshot.completed_frameworks)}});
 }

@@ -34,6 +34,7 @@ absl::StatusOr<TasksPage> QueryTasks(const MasterSnapshot& snapshot,
                                      const v1::GetTasksRequest& request);
 
 v1::State StateProto(const MasterSnapshot& snapshot, const v1::GetStateRequest& request);
+// Agents without `usage`: the summary has no per-agent statistics (see /agents or /state).
 v1::StateSummary StateSummaryProto(const MasterSnapshot& snapshot);
 v1::Agents AgentsProto(const MasterSnapshot& snapshot);
 v1::Frameworks FrameworksProto(const MasterSnapshot& snapshot);

@@ -89,8 +89,13 @@ class Filler {
   int Pick(int n) { return static_cast<int>(random_() % static_cast<uint32_t>(n)); }
 
   int64_t Int64() {
-    static const int64_t kValues[] = {0, 1, -1, 42, std::numeric_limits<int64_t>::max(),
-                                      std::numeric_limits<int64_t>::min(), 9007199254740993};
+    static const int64_t kValues[] = {0,
+                                      1,
+                                      -1,
+                                      42,
+                                      std::numeric_limits<int64_t>::max(),
+                                      std::numeric_limits<int64_t>::min(),
+                                      9007199254740993};
     return kValues[Pick(7)];
   }
   uint64_t UInt64() {
@@ -221,7 +226,8 @@ TEST(ProtoJsonTest, ScalarsAndSpecialValues) {
   v1::Resource resource;
   resource.set_name("cpus");
   resource.set_scalar(std::numeric_limits<double>::quiet_NaN());
-  EXPECT_NE(ProtoJson(resource).find("\"scalar\":\"NaN\""), std::string::npos) << ProtoJson(resource);
+  EXPECT_NE(ProtoJson(resource).find("\"scalar\":\"NaN\""), std::string::npos)
+      << ProtoJson(resource);
   resource.set_scalar(-std::numeric_limits<double>::infinity());
   EXPECT_NE(ProtoJson(resource).find("\"scalar\":\"-Infinity\""), std::string::npos);
   resource.set_scalar(0.1);
@@ -274,8 +280,25 @@ TEST(ProtoJsonTest, StringEscapingMatchesProtobufExactly) {
 
 TEST(ProtoJsonTest, InvalidUtf8BytesAreDropped) {
   v1::Resource resource;
-  resource.set_name(std::string("a\xff" "b\xc3", 4));
+  resource.set_name(
+      std::string("a\xff"
+                  "b\xc3",
+                  4));
   EXPECT_NE(ProtoJson(resource).find("\"name\":\"ab\""), std::string::npos) << ProtoJson(resource);
+}
+
+TEST(ProtoJsonTest, WithoutLeavesOutOneTopLevelField) {
+  v1::AgentState agent;
+  Filler(7).Fill(&agent, 0);
+  agent.mutable_usage()->set_mem_usage_bytes(4096);
+  agent.mutable_info()->set_hostname("h1");
+  std::string without;
+  AppendProtoJsonWithout(agent, v1::AgentState::kUsageFieldNumber, &without);
+  v1::AgentState cleared = agent;
+  cleared.clear_usage();
+  EXPECT_EQ(nlohmann::json::parse(without), nlohmann::json::parse(ProtobufJson(cleared)));
+  EXPECT_FALSE(nlohmann::json::parse(without).contains("usage"));
+  EXPECT_TRUE(nlohmann::json::parse(ProtoJson(agent)).contains("usage"));
 }
 
 TEST(ProtoJsonTest, AppendsToExistingOutput) {

@@ -10,10 +10,10 @@
 #include "common/resources.h"
 #include "common/resources_proto.h"
 #include "common/task_states.h"
-#include "grpcpp/grpcpp.h"
-#include "rz/v1/operator.grpc.pb.h"
 #include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "rz/v1/operator.grpc.pb.h"
 #include "testing/in_process_cluster.h"
 
 namespace rz::testing {
@@ -83,10 +83,10 @@ TEST_F(MasterScenarioTest, M1_UnansweredOffersAreRescindedAtTheTimeoutAndOffered
   ASSERT_EQ(offers.size(), 1u);
 
   cluster_->AdvanceMasterClock(absl::Seconds(29));
-  EXPECT_FALSE(NextEventWhere(
-                   *client, [](const v1::Event& e) { return e.has_rescind(); },
-                   absl::Milliseconds(200))
-                   .has_value());
+  EXPECT_FALSE(
+      NextEventWhere(
+          *client, [](const v1::Event& e) { return e.has_rescind(); }, absl::Milliseconds(200))
+          .has_value());
 
   cluster_->AdvanceMasterClock(absl::Seconds(2));
   std::optional<v1::Event> rescind =
@@ -110,10 +110,10 @@ TEST_F(MasterScenarioTest, M1_DeclinedOffersAreNotRescinded) {
   ASSERT_EQ(offers.size(), 1u);
   ASSERT_TRUE(client->Decline({OfferId(offers[0].id())}, /*refuse_seconds=*/100).ok());
   cluster_->AdvanceMasterClock(absl::Seconds(31));
-  EXPECT_FALSE(NextEventWhere(
-                   *client, [](const v1::Event& e) { return e.has_rescind(); },
-                   absl::Milliseconds(300))
-                   .has_value());
+  EXPECT_FALSE(
+      NextEventWhere(
+          *client, [](const v1::Event& e) { return e.has_rescind(); }, absl::Milliseconds(300))
+          .has_value());
 }
 
 // M2. Offers of two agents in one ACCEPT: every task dropped naming the problem, the
@@ -162,8 +162,7 @@ TEST_F(MasterScenarioTest, M2_DuplicateAndUnknownOffersDropTheTasks) {
   ASSERT_EQ(offers.size(), 1u);
   v1::TaskInfo task = ClusterTask("dup");
   task.set_agent_id(offers[0].agent_id());
-  ASSERT_TRUE(
-      client->Launch({OfferId(offers[0].id()), OfferId(offers[0].id())}, {task}, 0).ok());
+  ASSERT_TRUE(client->Launch({OfferId(offers[0].id()), OfferId(offers[0].id())}, {task}, 0).ok());
   std::optional<v1::TaskStatus> update = NextUpdate(*client, "dup");
   ASSERT_TRUE(update.has_value());
   EXPECT_EQ(update->state(), v1::TASK_DROPPED);
@@ -183,8 +182,8 @@ TEST_F(MasterScenarioTest, M2_DuplicateAndUnknownOffersDropTheTasks) {
 // offer, so the rest of the agent is offered to role "b" of the same framework.
 TEST_F(MasterScenarioTest, M2_OffersOfTwoRolesDropTheTasks) {
   StartCluster();
-  auto channel = grpc::CreateChannel(cluster_->master().grpc_address(),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(cluster_->master().grpc_address(), grpc::InsecureChannelCredentials());
   auto operator_stub = v1::Operator::NewStub(channel);
   v1::UpdateQuotaRequest quota;
   v1::QuotaConfig* config = quota.add_quotas();
@@ -405,8 +404,7 @@ TEST_F(MasterScenarioTest, M6_TasksOfAPartitionedAgentComeBackRunning) {
   cluster_->StopAgent(0);
   ASSERT_TRUE(WaitFor([&] {
     auto state = cluster_->state();
-    return state->agents_size() == 1 &&
-           state->agents(0).status() != v1::AgentState::REGISTERED;
+    return state->agents_size() == 1 && state->agents(0).status() != v1::AgentState::REGISTERED;
   }));
   cluster_->AdvanceMasterClock(absl::Seconds(61));
   std::optional<v1::TaskStatus> unreachable = NextUpdate(*client, "survivor");

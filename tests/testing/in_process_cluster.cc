@@ -30,19 +30,18 @@ InProcessCluster::~InProcessCluster() {
 }
 
 agent::AgentDaemonOptions InProcessCluster::AgentOptions(const AgentSlot& slot) const {
-  return agent::AgentDaemonOptions{
-      .master = master_->grpc_address(),
-      .ip = "127.0.0.1",
-      .hostname = "127.0.0.1",
-      .http_port = 0,
-      .work_dir = slot.work_dir,
-      .resources = *Resources::Parse(options_.agent_resources),
-      .default_kill_grace_period = absl::Seconds(1),
-      .registration_backoff_max = absl::Milliseconds(200),
-      .default_task_user = "",
-      .usage_interval = absl::Hours(1),
-      .checkpoint_sync = false,
-      .containerizer = slot.containerizer.get()};
+  return agent::AgentDaemonOptions{.master = master_->grpc_address(),
+                                   .ip = "127.0.0.1",
+                                   .hostname = "127.0.0.1",
+                                   .http_port = 0,
+                                   .work_dir = slot.work_dir,
+                                   .resources = *Resources::Parse(options_.agent_resources),
+                                   .default_kill_grace_period = absl::Seconds(1),
+                                   .registration_backoff_max = absl::Milliseconds(200),
+                                   .default_task_user = "",
+                                   .usage_interval = absl::Hours(1),
+                                   .checkpoint_sync = false,
+                                   .containerizer = slot.containerizer.get()};
 }
 
 absl::Status InProcessCluster::Start() {
@@ -214,7 +213,9 @@ std::optional<v1::TaskStatus> NextUpdate(scheduler::SchedulerClient& client,
                                          absl::Duration deadline) {
   std::optional<v1::Event> event = NextEventWhere(
       client,
-      [&](const v1::Event& e) { return e.has_update() && e.update().status().task_id() == task_id; },
+      [&](const v1::Event& e) {
+        return e.has_update() && e.update().status().task_id() == task_id;
+      },
       deadline);
   if (!event.has_value()) {
     return std::nullopt;
