@@ -425,6 +425,10 @@ class Master {
   };
   // Records why `id` ended (the first reason recorded wins).
   void NoteRemovedOffer(const OfferId& id, std::string why, bool by_scheduler = false);
+  // The agent an operator reservation names: NotFound, or FailedPrecondition if disconnected.
+  absl::StatusOr<Agent*> FindConnectedAgent(const std::string& agent_id);
+  // Whether `needed` is free on `agent`, after rescinding its offers if it was not.
+  bool FreeUpOnAgent(Agent& agent, const Resources& needed);
   // Validates the offers of an ACCEPT as a set; returns the problem, or "" when `mine` holds a
   // valid combination (one agent, one role, all of the caller's, all current).
   std::string CheckAcceptOffers(const Framework& framework, const v1::AcceptRequest& request,

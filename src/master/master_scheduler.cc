@@ -1037,30 +1037,39 @@ absl::StatusOr<std::pair<Resources, std::string>> ReservedResources(
 
 }  // namespace
 
+absl::StatusOr<Master::Agent*> Master::FindConnectedAgent(const std::string& agent_id) {
+  auto it = agents_.find(AgentId(agent_id));
+  if (it == agents_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown agent '", agent_id, "'"));
+  }
+  if (it->second.outbox == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("agent '", agent_id, "' is not connected"));
+  }
+  return &it->second;
+}
+
+bool Master::FreeUpOnAgent(Agent& agent, const Resources& needed) {
+  if (allocator_.Free(agent.id).Contains(needed)) {
+    return true;
+  }
+  // Offered resources are not lost to a reservation change: take the agent's offers back.
+  std::vector<OfferId> offers(agent.offers.begin(), agent.offers.end());
+  for (const OfferId& id : offers) {
+    NoteRemovedOffer(id, "was rescinded: an operator changed its agent's reservations");
+    RemoveOffer(id, /*rescind=*/true, absl::ZeroDuration());
+  }
+  return allocator_.Free(agent.id).Contains(needed);
+}
+
 absl::Status Master::ReserveResources(const v1::ReserveResourcesRequest& request) {
   DCHECK(loop_.IsLoopThread());
-  auto it = agents_.find(AgentId(request.agent_id()));
-  if (it == agents_.end()) {
-    return absl::NotFoundError(absl::StrCat("unknown agent '", request.agent_id(), "'"));
-  }
-  Agent& agent = it->second;
-  if (agent.outbox == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("agent '", request.agent_id(), "' is not connected"));
-  }
+  RZ_ASSIGN_OR_RETURN(Agent * found, FindConnectedAgent(request.agent_id()));
+  Agent& agent = *found;
   RZ_ASSIGN_OR_RETURN(auto reservation, ReservedResources(request.resources()));
   const auto& [resources, role] = reservation;
   const Resources unreserved = resources.WithRole(kDefaultRole);
-  if (!allocator_.Free(agent.id).Contains(unreserved)) {
-    // Offered resources are not lost to a reservation: take the agent's offers back first.
-    std::vector<OfferId> offers(agent.offers.begin(), agent.offers.end());
-    for (const OfferId& id : offers) {
-      NoteRemovedOffer(id, "was rescinded: an operator changed its agent's reservations");
-      RemoveOffer(id, /*rescind=*/true, absl::ZeroDuration());
-    }
-  }
-  const Resources free = allocator_.Free(agent.id);
-  if (!free.Contains(unreserved)) {
+  if (!FreeUpOnAgent(agent, unreserved)) {
+    const Resources free = allocator_.Free(agent.id);
     return absl::FailedPreconditionError(
         absl::StrCat(unreserved.ToString(), " is not free on agent '", agent.id.value(),
                      "' (free: ", free.empty() ? "nothing" : free.ToString(), ")"));
@@ -1080,15 +1089,8 @@ absl::Status Master::ReserveResources(const v1::ReserveResourcesRequest& request
 
 absl::Status Master::UnreserveResources(const v1::UnreserveResourcesRequest& request) {
   DCHECK(loop_.IsLoopThread());
-  auto it = agents_.find(AgentId(request.agent_id()));
-  if (it == agents_.end()) {
-    return absl::NotFoundError(absl::StrCat("unknown agent '", request.agent_id(), "'"));
-  }
-  Agent& agent = it->second;
-  if (agent.outbox == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("agent '", request.agent_id(), "' is not connected"));
-  }
+  RZ_ASSIGN_OR_RETURN(Agent * found, FindConnectedAgent(request.agent_id()));
+  Agent& agent = *found;
   RZ_ASSIGN_OR_RETURN(auto reservation, ReservedResources(request.resources()));
   const Resources& resources = reservation.first;
   if (!agent.reserved.Contains(resources)) {
@@ -1096,14 +1098,7 @@ absl::Status Master::UnreserveResources(const v1::UnreserveResourcesRequest& req
         resources.ToString(), " is not dynamically reserved on agent '", agent.id.value(),
         "' (reserved: ", agent.reserved.empty() ? "nothing" : agent.reserved.ToString(), ")"));
   }
-  if (!allocator_.Free(agent.id).Contains(resources)) {
-    std::vector<OfferId> offers(agent.offers.begin(), agent.offers.end());
-    for (const OfferId& id : offers) {
-      NoteRemovedOffer(id, "was rescinded: an operator changed its agent's reservations");
-      RemoveOffer(id, /*rescind=*/true, absl::ZeroDuration());
-    }
-  }
-  if (!allocator_.Free(agent.id).Contains(resources)) {
+  if (!FreeUpOnAgent(agent, resources)) {
     return absl::FailedPreconditionError(absl::StrCat(resources.ToString(), " on agent '",
                                                       agent.id.value(), "' is in use by tasks"));
   }

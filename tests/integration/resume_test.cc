@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -26,6 +27,7 @@
 #include "rz/v1/operator.grpc.pb.h"
 #include "scheduler_api/scheduler_client.h"
 #include "testing/build_dir.h"
+#include "testing/in_process_cluster.h"
 
 namespace rz {
 namespace {
@@ -34,16 +36,8 @@ using ::testing::HasSubstr;
 
 constexpr absl::Duration kDeadline = absl::Seconds(30);
 
-template <typename F>
-bool WaitFor(F condition) {
-  const absl::Time deadline = absl::Now() + kDeadline;
-  while (absl::Now() < deadline) {
-    if (condition()) {
-      return true;
-    }
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return condition();
+bool WaitFor(const std::function<bool()>& condition) {
+  return testing::WaitFor(condition, kDeadline);
 }
 
 class ResumeTest : public ::testing::Test {
