@@ -153,7 +153,7 @@ grpc::ServerUnaryReactor* SchedulerService::PostDurableCall(
 grpc::ServerUnaryReactor* SchedulerService::Accept(grpc::CallbackServerContext* context,
                                                    const v1::AcceptRequest* request,
                                                    v1::CallResponse* /*response*/) {
-  return PostCall(context, request, &Master::Accept);
+  return PostDurableCall(context, request, &Master::Accept);
 }
 
 grpc::ServerUnaryReactor* SchedulerService::Decline(grpc::CallbackServerContext* context,

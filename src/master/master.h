@@ -28,6 +28,7 @@
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -118,6 +119,9 @@ class Master {
 
   // --- Schedulers ------------------------------------------------------------------------------
 
+  // How a call that waits for the registry answers: run on the loop, exactly once.
+  using Completion = absl::AnyInvocable<void(absl::Status) &&>;
+
   // A scheduler opened event stream `stream`. Sends SUBSCRIBED on it, or ERROR and closes it
   // with InvalidArgument (bad FrameworkInfo), PermissionDenied (changed principal) or
   // NotFound (the framework was torn down). A framework that is already connected fails over:
@@ -129,7 +133,9 @@ class Master {
   // Unary calls. Each returns NotFound for an unknown framework and PermissionDenied when the
   // header's stream is not the framework's current stream. Problems with individual offers or
   // tasks are reported as task status updates on the event stream, not as call errors.
-  absl::Status Accept(const v1::AcceptRequest& request);
+  // ACCEPT completes `done` on the loop: at once, unless it RESERVEs or UNRESERVEs, in which
+  // case the agent's new reservations are stored before anything of it is applied.
+  void Accept(const v1::AcceptRequest& request, Completion done);
   absl::Status Decline(const v1::DeclineRequest& request);
   absl::Status Revive(const v1::ReviveRequest& request);
   absl::Status Suppress(const v1::SuppressRequest& request);
@@ -145,29 +151,31 @@ class Master {
   // the change is stored in the registry first and applied only then; `done` runs on the loop
   // exactly once (possibly before the call returns, for a bad request) with OK once applied, or
   // the error (nothing applied).
-  using Completion = absl::AnyInvocable<void(absl::Status) &&>;
   void UpdateWeights(const v1::UpdateWeightsRequest& request, Completion done);
   void UpdateQuota(const v1::UpdateQuotaRequest& request, Completion done);
 
-  // --- Agent lifecycle, operator actions, maintenance (H4): master_agents.cc ---
-  // Each returns NotFound for an unknown agent or framework and FailedPrecondition when the
-  // target's state does not allow the action; InvalidArgument for a malformed request.
+  // --- Agent lifecycle, operator actions, maintenance: master_operator.cc ---
+  // Each completes with NotFound for an unknown agent or framework, FailedPrecondition when the
+  // target's state does not allow the action, InvalidArgument for a malformed request. Like
+  // UpdateWeights, each is stored in the registry before it is applied, and `done` (on the loop,
+  // exactly once) gets OK once it is applied and stored, or the error with nothing applied.
   // DRAIN: no more offers from the agent, its offers rescinded, its tasks killed with their kill
   // policy's grace period (capped by max_grace_period_seconds); DRAINING until no task is left,
   // then DRAINED (and GONE with mark_gone).
-  absl::Status DrainAgent(const v1::DrainAgentRequest& request);
+  void DrainAgent(const v1::DrainAgentRequest& request, Completion done);
   // No offers while deactivated; tasks keep running. REACTIVATE also ends a drain.
-  absl::Status DeactivateAgent(const v1::DeactivateAgentRequest& request);
-  absl::Status ReactivateAgent(const v1::ReactivateAgentRequest& request);
+  void DeactivateAgent(const v1::DeactivateAgentRequest& request, Completion done);
+  void ReactivateAgent(const v1::ReactivateAgentRequest& request, Completion done);
   // Tasks TASK_GONE_BY_OPERATOR, resources freed, the agent told to shut down and refused if it
   // registers again.
-  absl::Status MarkAgentGone(const v1::MarkAgentGoneRequest& request);
+  void MarkAgentGone(const v1::MarkAgentGoneRequest& request, Completion done);
   // The operator's TEARDOWN: like the scheduler's.
   absl::Status TeardownFramework(const v1::TeardownFrameworkRequest& request);
-  absl::Status UpdateMaintenanceSchedule(const v1::UpdateMaintenanceScheduleRequest& request);
+  void UpdateMaintenanceSchedule(const v1::UpdateMaintenanceScheduleRequest& request,
+                                 Completion done);
   // Machine DOWN / UP (Mesos start_maintenance / stop_maintenance).
-  absl::Status StartMaintenance(const v1::StartMaintenanceRequest& request);
-  absl::Status StopMaintenance(const v1::StopMaintenanceRequest& request);
+  void StartMaintenance(const v1::StartMaintenanceRequest& request, Completion done);
+  void StopMaintenance(const v1::StopMaintenanceRequest& request, Completion done);
   // Scheduler answers to inverse offers.
   absl::Status AcceptInverseOffers(const v1::InverseOffersResponse& request);
   absl::Status DeclineInverseOffers(const v1::InverseOffersResponse& request);
@@ -189,9 +197,10 @@ class Master {
   // task's agent is disconnected.
   absl::Status Message(const v1::MessageRequest& request);
   static constexpr size_t kMaxMessageBytes = 1 << 20;
-  // Operator dynamic reservations of an agent's free resources. See operator.proto.
-  absl::Status ReserveResources(const v1::ReserveResourcesRequest& request);
-  absl::Status UnreserveResources(const v1::UnreserveResourcesRequest& request);
+  // Operator dynamic reservations of an agent's free resources (see operator.proto); stored
+  // before applied, like the actions above.
+  void ReserveResources(const v1::ReserveResourcesRequest& request, Completion done);
+  void UnreserveResources(const v1::UnreserveResourcesRequest& request, Completion done);
   // Offer ids remembered after their offer ended, to tell a late ACCEPT why it failed.
   static constexpr size_t kMaxRemovedOffers = 10000;
   // Offers remembered per framework for replay on resubscription.
@@ -375,6 +384,21 @@ class Master {
 
   // --- Agent lifecycle, operator actions, maintenance (H4) ---
   absl::StatusOr<Agent*> FindAgentForAction(const std::string& agent_id);
+  // What each operator action requires of the state as it is now (checked before the action is
+  // stored and again before it is applied).
+  absl::StatusOr<Agent*> CheckDrain(const v1::DrainAgentRequest& request);
+  absl::StatusOr<Agent*> CheckDeactivate(const v1::DeactivateAgentRequest& request);
+  absl::StatusOr<Agent*> CheckReactivate(const v1::ReactivateAgentRequest& request);
+  // The normalized schedule (hostnames lower case).
+  absl::StatusOr<v1::MaintenanceSchedule> CheckMaintenanceSchedule(
+      const v1::UpdateMaintenanceScheduleRequest& request) const;
+  // The machines that go DOWN, normalized.
+  absl::StatusOr<std::vector<v1::MachineId>> CheckStartMaintenance(
+      const v1::StartMaintenanceRequest& request) const;
+  // The schedule without the machines that come UP, and their keys.
+  absl::StatusOr<
+      std::pair<v1::MaintenanceSchedule, absl::btree_set<std::pair<std::string, std::string>>>>
+  CheckStopMaintenance(const v1::StopMaintenanceRequest& request) const;
   // Offers from `agent` follow its state: none while draining, deactivated or on a DOWN machine.
   void UpdateAgentActive(Agent& agent);
   void KillForDrain(Agent& agent);
@@ -429,10 +453,35 @@ class Master {
   absl::StatusOr<Agent*> FindConnectedAgent(const std::string& agent_id);
   // Whether `needed` is free on `agent`, after rescinding its offers if it was not.
   bool FreeUpOnAgent(Agent& agent, const Resources& needed);
+  // Whether `needed` is free on `agent` or would be once its offers were taken back.
+  bool CanFreeUpOnAgent(const Agent& agent, const Resources& needed) const;
+  // Operator RESERVE / UNRESERVE: checked; the reservations of the agent they lead to.
+  absl::StatusOr<std::pair<Agent*, Resources>> CheckReserve(
+      const v1::ReserveResourcesRequest& request);
+  absl::StatusOr<std::pair<Agent*, Resources>> CheckUnreserve(
+      const v1::UnreserveResourcesRequest& request);
   // Validates the offers of an ACCEPT as a set; returns the problem, or "" when `mine` holds a
   // valid combination (one agent, one role, all of the caller's, all current).
   std::string CheckAcceptOffers(const Framework& framework, const v1::AcceptRequest& request,
                                 std::vector<OfferId>& mine);
+  // An ACCEPT whose offers are valid and taken, waiting to be applied.
+  struct AcceptedOffers {
+    FrameworkId framework;
+    AgentId agent;
+    std::string role;
+    Resources available;        // What the offers held.
+    Resources reserved;         // The agent's reservations once the ACCEPT is applied.
+    bool reservations = false;  // It RESERVEs or UNRESERVEs.
+  };
+  // Checks an ACCEPT and takes its offers; nullopt when it was invalid as a whole (its tasks
+  // dropped, its offers returned), an error when the call itself is refused.
+  absl::StatusOr<std::optional<AcceptedOffers>> TakeAcceptedOffers(
+      const v1::AcceptRequest& request);
+  // Runs the operations of a taken ACCEPT in order and returns what is left to the allocator.
+  void ApplyAccept(const v1::AcceptRequest& request, AcceptedOffers accepted);
+  // TASK_DROPPED with `reason` for every task of the ACCEPT.
+  void DropAcceptedTasks(Framework& framework, const v1::AcceptRequest& request,
+                         v1::TaskStatus::Reason reason, const std::string& why);
   // RESERVE or UNRESERVE of an ACCEPT on `available`; `apply` false only checks.
   absl::Status ApplyReservation(Framework& framework, Agent& agent, const std::string& role,
                                 const v1::Operation& op, Resources& available, Resources& reserved,
@@ -500,6 +549,25 @@ class Master {
   // Deletes the agent's record (a forgotten unreachable or gone agent).
   void UnpersistAgent(const AgentId& id);
   void PersistMaintenance(Registry::Done done = nullptr);
+  v1::RegistryAgent GoneAgentRecord(const AgentId& id, const v1::AgentInfo& info,
+                                    absl::Time gone_time) const;
+  static v1::RegistryMaintenance MaintenanceRecord(
+      const v1::MaintenanceSchedule& schedule,
+      const absl::btree_set<std::pair<std::string, std::string>>& down);
+  RegistryBatch MaintenanceBatch() const;
+  // An operator action (DESIGN.md §6): stores `future` (the records the action leads to, or the
+  // reason it is refused), then runs `apply` (which checks the action again and applies it),
+  // stores `current()` (the records as they are then) and completes `done` with what `apply`
+  // returned. A failed first write completes `done` with its error and applies nothing.
+  void StoreThenApply(absl::StatusOr<RegistryBatch> future,
+                      absl::AnyInvocable<absl::Status() &&> apply,
+                      absl::AnyInvocable<RegistryBatch() &&> current, Completion done);
+  // The same for an action on one agent: `current` is the agent's record.
+  void StoreThenApplyToAgent(const std::string& agent_id, absl::StatusOr<RegistryBatch> future,
+                             absl::AnyInvocable<absl::Status() &&> apply, Completion done);
+  // The agent's record after `change`, or the reason `agent` is an error.
+  absl::StatusOr<RegistryBatch> FutureAgentRecord(
+      absl::StatusOr<Agent*> agent, absl::FunctionRef<void(v1::RegistryAgent&)> change) const;
   // Subscribe() calls this once the subscription is valid, before changing anything: true if
   // this subscription's record is stored and Subscribe may go on; false if it started storing
   // it (Subscribe runs again, for the same stream, once it is durable) or queued it behind

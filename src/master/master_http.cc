@@ -41,14 +41,13 @@
 #include "common/version.h"
 #include "google/protobuf/util/json_util.h"
 #include "master/master_daemon.h"
+#include "master/master_http_util.h"
 #include "master/metrics.h"
 #include "master/state_reads.h"
 #include "nlohmann/json.hpp"
 
 namespace rz::master {
 namespace {
-
-constexpr auto kUpdateTimeout = std::chrono::seconds(30);
 
 constexpr char kIndex[] = R"(<!doctype html>
 <html><head><meta charset="utf-8"><title>rechenzentrum master</title></head>
@@ -158,45 +157,6 @@ absl::StatusOr<v1::GetTasksRequest> ParseTasksRequest(const HttpRequest& http) {
   return request;
 }
 
-template <typename Request>
-absl::Status ParseBody(const HttpRequest& http, Request* request) {
-  if (http.body.find_first_not_of(" \t\r\n") == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        http.method, " ", http.path, " needs a JSON body (", Request::descriptor()->name(), ")"));
-  }
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = false;
-  if (auto status = google::protobuf::util::JsonStringToMessage(http.body, request, options);
-      !status.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("malformed ", Request::descriptor()->name(),
-                                                   " body: ", std::string(status.message())));
-  }
-  return absl::OkStatus();
-}
-
-// Runs `call` on the master's loop and answers {} or the error it completes with (once the
-// change is stored and applied).
-HttpResponse Update(Master& master, std::function<void(Master&, Master::Completion)> call) {
-  auto done = std::make_shared<std::promise<absl::Status>>();
-  std::future<absl::Status> result = done->get_future();
-  master.loop().Post([&master, call = std::move(call), done] {
-    call(master, [done](absl::Status status) { done->set_value(std::move(status)); });
-  });
-  if (result.wait_for(kUpdateTimeout) != std::future_status::ready) {
-    return Error(absl::UnavailableError("the master did not answer in time"));
-  }
-  absl::Status status;
-  try {
-    status = result.get();
-  } catch (const std::future_error&) {  // The loop stopped and dropped the call.
-    status = absl::UnavailableError("the master is shutting down");
-  }
-  if (!status.ok()) {
-    return Error(status);
-  }
-  return Json("{}");
-}
-
 }  // namespace
 
 void RegisterMasterHttp(Master& master, HttpServer& http,
@@ -271,10 +231,10 @@ void RegisterMasterHttp(Master& master, HttpServer& http,
   });
   http.Put("/weights", [&master](const HttpRequest& http_request) {
     auto request = std::make_shared<v1::UpdateWeightsRequest>();
-    if (absl::Status status = ParseBody(http_request, request.get()); !status.ok()) {
+    if (absl::Status status = ParseJsonBody(http_request, request.get()); !status.ok()) {
       return Error(status);
     }
-    return Update(master, [request](Master& m, Master::Completion done) {
+    return RunOnLoop(master, [request](Master& m, Master::Completion done) {
       m.UpdateWeights(*request, std::move(done));
     });
   });
@@ -296,10 +256,10 @@ void RegisterMasterHttp(Master& master, HttpServer& http,
   });
   http.Put("/quota", [&master](const HttpRequest& http_request) {
     auto request = std::make_shared<v1::UpdateQuotaRequest>();
-    if (absl::Status status = ParseBody(http_request, request.get()); !status.ok()) {
+    if (absl::Status status = ParseJsonBody(http_request, request.get()); !status.ok()) {
       return Error(status);
     }
-    return Update(master, [request](Master& m, Master::Completion done) {
+    return RunOnLoop(master, [request](Master& m, Master::Completion done) {
       m.UpdateQuota(*request, std::move(done));
     });
   });

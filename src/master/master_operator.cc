@@ -420,8 +420,25 @@ void Master::UpdateInverseOffers() {
   PublishSoon();
 }
 
-absl::Status Master::DrainAgent(const v1::DrainAgentRequest& request) {
-  DCHECK(loop_.IsLoopThread());
+namespace {
+
+v1::DrainInfo DrainOf(const v1::DrainAgentRequest& request) {
+  v1::DrainInfo drain;
+  drain.set_state(v1::DrainInfo::DRAINING);
+  if (request.has_max_grace_period_seconds()) {
+    drain.mutable_config()->set_max_grace_period_seconds(request.max_grace_period_seconds());
+  }
+  drain.mutable_config()->set_mark_gone(request.mark_gone());
+  return drain;
+}
+
+}  // namespace
+
+// Each action below is checked, its record stored, then checked again and applied
+// (StoreThenApply in master_registry.cc): the Check functions are the one place that says
+// what an action requires.
+
+absl::StatusOr<Master::Agent*> Master::CheckDrain(const v1::DrainAgentRequest& request) {
   if (request.has_max_grace_period_seconds() && !(request.max_grace_period_seconds() >= 0)) {
     return absl::InvalidArgumentError("max_grace_period_seconds must not be negative");
   }
@@ -431,59 +448,103 @@ absl::Status Master::DrainAgent(const v1::DrainAgentRequest& request) {
         absl::StrCat("agent '", request.agent_id(), "' is already ",
                      agent->drain->state() == v1::DrainInfo::DRAINED ? "drained" : "draining"));
   }
-  v1::DrainInfo drain;
-  drain.set_state(v1::DrainInfo::DRAINING);
-  if (request.has_max_grace_period_seconds()) {
-    drain.mutable_config()->set_max_grace_period_seconds(request.max_grace_period_seconds());
-  }
-  drain.mutable_config()->set_mark_gone(request.mark_gone());
-  agent->drain = drain;
-  LOG(INFO) << "draining agent '" << request.agent_id() << "'"
-            << (request.mark_gone() ? " (then marking it gone)" : "");
-  UpdateAgentActive(*agent);
-  KillForDrain(*agent);
-  PersistAgent(*agent);  // Registry (H1).
-  CheckDrained(*agent);  // Last use of `agent`: mark_gone may remove it.
-  PublishSoon();
-  return absl::OkStatus();
+  return agent;
 }
 
-absl::Status Master::DeactivateAgent(const v1::DeactivateAgentRequest& request) {
+void Master::DrainAgent(const v1::DrainAgentRequest& request, Completion done) {
   DCHECK(loop_.IsLoopThread());
+  StoreThenApplyToAgent(
+      request.agent_id(),
+      FutureAgentRecord(
+          CheckDrain(request),
+          [&](v1::RegistryAgent& record) { *record.mutable_drain() = DrainOf(request); }),
+      [this, request]() -> absl::Status {
+        RZ_ASSIGN_OR_RETURN(Agent * agent, CheckDrain(request));
+        agent->drain = DrainOf(request);
+        LOG(INFO) << "draining agent '" << request.agent_id() << "'"
+                  << (request.mark_gone() ? " (then marking it gone)" : "");
+        UpdateAgentActive(*agent);
+        KillForDrain(*agent);
+        CheckDrained(*agent);  // Last use of `agent`: mark_gone may remove it.
+        PublishSoon();
+        return absl::OkStatus();
+      },
+      std::move(done));
+}
+
+absl::StatusOr<Master::Agent*> Master::CheckDeactivate(const v1::DeactivateAgentRequest& request) {
   RZ_ASSIGN_OR_RETURN(Agent * agent, FindAgentForAction(request.agent_id()));
   if (agent->deactivated) {
     return absl::FailedPreconditionError(
         absl::StrCat("agent '", request.agent_id(), "' is already deactivated"));
   }
-  agent->deactivated = true;
-  LOG(INFO) << "deactivated agent '" << request.agent_id() << "'";
-  UpdateAgentActive(*agent);
-  PersistAgent(*agent);  // Registry (H1).
-  PublishSoon();
-  return absl::OkStatus();
+  return agent;
 }
 
-absl::Status Master::ReactivateAgent(const v1::ReactivateAgentRequest& request) {
+void Master::DeactivateAgent(const v1::DeactivateAgentRequest& request, Completion done) {
   DCHECK(loop_.IsLoopThread());
+  StoreThenApplyToAgent(
+      request.agent_id(),
+      FutureAgentRecord(CheckDeactivate(request),
+                        [](v1::RegistryAgent& record) { record.set_deactivated(true); }),
+      [this, request]() -> absl::Status {
+        RZ_ASSIGN_OR_RETURN(Agent * agent, CheckDeactivate(request));
+        agent->deactivated = true;
+        LOG(INFO) << "deactivated agent '" << request.agent_id() << "'";
+        UpdateAgentActive(*agent);
+        PublishSoon();
+        return absl::OkStatus();
+      },
+      std::move(done));
+}
+
+absl::StatusOr<Master::Agent*> Master::CheckReactivate(const v1::ReactivateAgentRequest& request) {
   RZ_ASSIGN_OR_RETURN(Agent * agent, FindAgentForAction(request.agent_id()));
   if (!agent->deactivated && !agent->drain.has_value()) {
     return absl::FailedPreconditionError(
         absl::StrCat("agent '", request.agent_id(), "' is neither deactivated nor draining"));
   }
-  agent->deactivated = false;
-  agent->drain.reset();
-  LOG(INFO) << "reactivated agent '" << request.agent_id() << "'";
-  UpdateAgentActive(*agent);
-  PersistAgent(*agent);  // Registry (H1).
-  PublishSoon();
-  return absl::OkStatus();
+  return agent;
 }
 
-absl::Status Master::MarkAgentGone(const v1::MarkAgentGoneRequest& request) {
+void Master::ReactivateAgent(const v1::ReactivateAgentRequest& request, Completion done) {
   DCHECK(loop_.IsLoopThread());
-  RZ_ASSIGN_OR_RETURN(Agent * agent, FindAgentForAction(request.agent_id()));
-  RemoveAgentByOperator(agent->id, "marked gone by an operator", /*gone=*/true);
-  return absl::OkStatus();
+  StoreThenApplyToAgent(
+      request.agent_id(),
+      FutureAgentRecord(CheckReactivate(request),
+                        [](v1::RegistryAgent& record) {
+                          record.set_deactivated(false);
+                          record.clear_drain();
+                        }),
+      [this, request]() -> absl::Status {
+        RZ_ASSIGN_OR_RETURN(Agent * agent, CheckReactivate(request));
+        agent->deactivated = false;
+        agent->drain.reset();
+        LOG(INFO) << "reactivated agent '" << request.agent_id() << "'";
+        UpdateAgentActive(*agent);
+        PublishSoon();
+        return absl::OkStatus();
+      },
+      std::move(done));
+}
+
+void Master::MarkAgentGone(const v1::MarkAgentGoneRequest& request, Completion done) {
+  DCHECK(loop_.IsLoopThread());
+  absl::StatusOr<RegistryBatch> future = [&]() -> absl::StatusOr<RegistryBatch> {
+    RZ_ASSIGN_OR_RETURN(Agent * agent, FindAgentForAction(request.agent_id()));
+    RegistryBatch batch;
+    batch.PutAgent(GoneAgentRecord(agent->id, agent->info, loop_.clock().Now()));
+    return batch;
+  }();
+  // The removal writes the gone record again (as every removal does); nothing more to store.
+  StoreThenApply(
+      std::move(future),
+      [this, request]() -> absl::Status {
+        RZ_ASSIGN_OR_RETURN(Agent * agent, FindAgentForAction(request.agent_id()));
+        RemoveAgentByOperator(agent->id, "marked gone by an operator", /*gone=*/true);
+        return absl::OkStatus();
+      },
+      [] { return RegistryBatch(); }, std::move(done));
 }
 
 absl::Status Master::TeardownFramework(const v1::TeardownFrameworkRequest& request) {
@@ -505,9 +566,8 @@ absl::Status Master::TeardownFramework(const v1::TeardownFrameworkRequest& reque
   return absl::OkStatus();
 }
 
-absl::Status Master::UpdateMaintenanceSchedule(
-    const v1::UpdateMaintenanceScheduleRequest& request) {
-  DCHECK(loop_.IsLoopThread());
+absl::StatusOr<v1::MaintenanceSchedule> Master::CheckMaintenanceSchedule(
+    const v1::UpdateMaintenanceScheduleRequest& request) const {
   v1::MaintenanceSchedule schedule = request.schedule();
   absl::btree_set<std::pair<std::string, std::string>> seen;
   for (int w = 0; w < schedule.windows_size(); ++w) {
@@ -541,23 +601,41 @@ absl::Status Master::UpdateMaintenanceSchedule(
                        "' is DOWN: bring it UP before removing it from the schedule"));
     }
   }
-  maintenance_ = std::move(schedule);
-  for (const auto& [id, agent] : agents_) {
-    AgentChanged(id);  // Their unavailability may have changed.
-  }
-  LOG(INFO) << "maintenance schedule updated: " << maintenance_.windows_size() << " window(s)";
-  UpdateInverseOffers();
-  // Outstanding offers would not show the new unavailability.
-  RescindAllOffers();
-  PersistMaintenance();  // Registry (H1).
-  return absl::OkStatus();
+  return schedule;
 }
 
-absl::Status Master::StartMaintenance(const v1::StartMaintenanceRequest& request) {
+void Master::UpdateMaintenanceSchedule(const v1::UpdateMaintenanceScheduleRequest& request,
+                                       Completion done) {
   DCHECK(loop_.IsLoopThread());
+  absl::StatusOr<RegistryBatch> future = [&]() -> absl::StatusOr<RegistryBatch> {
+    RZ_ASSIGN_OR_RETURN(v1::MaintenanceSchedule schedule, CheckMaintenanceSchedule(request));
+    RegistryBatch batch;
+    batch.PutMaintenance(MaintenanceRecord(schedule, down_machines_));
+    return batch;
+  }();
+  StoreThenApply(
+      std::move(future),
+      [this, request]() -> absl::Status {
+        RZ_ASSIGN_OR_RETURN(maintenance_, CheckMaintenanceSchedule(request));
+        for (const auto& [id, agent] : agents_) {
+          AgentChanged(id);  // Their unavailability may have changed.
+        }
+        LOG(INFO) << "maintenance schedule updated: " << maintenance_.windows_size()
+                  << " window(s)";
+        UpdateInverseOffers();
+        // Outstanding offers would not show the new unavailability.
+        RescindAllOffers();
+        return absl::OkStatus();
+      },
+      [this] { return MaintenanceBatch(); }, std::move(done));
+}
+
+absl::StatusOr<std::vector<v1::MachineId>> Master::CheckStartMaintenance(
+    const v1::StartMaintenanceRequest& request) const {
   if (request.machines().empty()) {
     return absl::InvalidArgumentError("no machines given");
   }
+  std::vector<v1::MachineId> machines;
   for (const v1::MachineId& machine : request.machines()) {
     v1::MachineId normalized = machine;
     normalized.set_hostname(Lower(machine.hostname()));
@@ -575,30 +653,56 @@ absl::Status Master::StartMaintenance(const v1::StartMaintenanceRequest& request
       return absl::FailedPreconditionError(
           absl::StrCat("machine '", MachineName(machine), "' is already DOWN"));
     }
+    machines.push_back(std::move(normalized));
   }
-  for (const v1::MachineId& machine : request.machines()) {
-    v1::MachineId normalized = machine;
-    normalized.set_hostname(Lower(machine.hostname()));
-    down_machines_.insert(MachineKey(normalized));
-    std::vector<AgentId> affected;
-    for (const auto& [id, agent] : agents_) {
-      if (Matches(normalized, agent.info)) {
-        affected.push_back(id);
-      }
-    }
-    for (const AgentId& id : affected) {
-      RemoveAgentByOperator(id, absl::StrCat("machine '", MachineName(machine), "' is DOWN"),
-                            /*gone=*/false);
-    }
-    LOG(INFO) << "machine '" << MachineName(machine) << "' is DOWN";
-  }
-  PersistMaintenance();  // Registry (H1).
-  PublishSoon();
-  return absl::OkStatus();
+  return machines;
 }
 
-absl::Status Master::StopMaintenance(const v1::StopMaintenanceRequest& request) {
+void Master::StartMaintenance(const v1::StartMaintenanceRequest& request, Completion done) {
   DCHECK(loop_.IsLoopThread());
+  // The machines go DOWN and their agents' records go, in one write.
+  absl::StatusOr<RegistryBatch> future = [&]() -> absl::StatusOr<RegistryBatch> {
+    RZ_ASSIGN_OR_RETURN(std::vector<v1::MachineId> machines, CheckStartMaintenance(request));
+    absl::btree_set<std::pair<std::string, std::string>> down = down_machines_;
+    RegistryBatch batch;
+    for (const v1::MachineId& machine : machines) {
+      down.insert(MachineKey(machine));
+      for (const auto& [id, agent] : agents_) {
+        if (Matches(machine, agent.info)) {
+          batch.DeleteAgent(id);
+        }
+      }
+    }
+    batch.PutMaintenance(MaintenanceRecord(maintenance_, down));
+    return batch;
+  }();
+  StoreThenApply(
+      std::move(future),
+      [this, request]() -> absl::Status {
+        RZ_ASSIGN_OR_RETURN(std::vector<v1::MachineId> machines, CheckStartMaintenance(request));
+        for (const v1::MachineId& machine : machines) {
+          down_machines_.insert(MachineKey(machine));
+          std::vector<AgentId> affected;
+          for (const auto& [id, agent] : agents_) {
+            if (Matches(machine, agent.info)) {
+              affected.push_back(id);
+            }
+          }
+          for (const AgentId& id : affected) {
+            RemoveAgentByOperator(id, absl::StrCat("machine '", MachineName(machine), "' is DOWN"),
+                                  /*gone=*/false);
+          }
+          LOG(INFO) << "machine '" << MachineName(machine) << "' is DOWN";
+        }
+        PublishSoon();
+        return absl::OkStatus();
+      },
+      [this] { return MaintenanceBatch(); }, std::move(done));
+}
+
+absl::StatusOr<
+    std::pair<v1::MaintenanceSchedule, absl::btree_set<std::pair<std::string, std::string>>>>
+Master::CheckStopMaintenance(const v1::StopMaintenanceRequest& request) const {
   if (request.machines().empty()) {
     return absl::InvalidArgumentError("no machines given");
   }
@@ -626,18 +730,38 @@ absl::Status Master::StopMaintenance(const v1::StopMaintenanceRequest& request) 
       *schedule.add_windows() = std::move(kept);
     }
   }
-  maintenance_ = std::move(schedule);
-  for (const auto& [id, agent] : agents_) {
-    AgentChanged(id);  // Their unavailability may have changed.
-  }
-  for (const auto& key : up) {
-    down_machines_.erase(key);
-    LOG(INFO) << "machine '" << (key.first.empty() ? key.second : key.first) << "' is UP";
-  }
-  UpdateInverseOffers();
-  PersistMaintenance();  // Registry (H1).
-  PublishSoon();
-  return absl::OkStatus();
+  return std::make_pair(std::move(schedule), std::move(up));
+}
+
+void Master::StopMaintenance(const v1::StopMaintenanceRequest& request, Completion done) {
+  DCHECK(loop_.IsLoopThread());
+  absl::StatusOr<RegistryBatch> future = [&]() -> absl::StatusOr<RegistryBatch> {
+    RZ_ASSIGN_OR_RETURN(auto change, CheckStopMaintenance(request));
+    absl::btree_set<std::pair<std::string, std::string>> down = down_machines_;
+    for (const auto& key : change.second) {
+      down.erase(key);
+    }
+    RegistryBatch batch;
+    batch.PutMaintenance(MaintenanceRecord(change.first, down));
+    return batch;
+  }();
+  StoreThenApply(
+      std::move(future),
+      [this, request]() -> absl::Status {
+        RZ_ASSIGN_OR_RETURN(auto change, CheckStopMaintenance(request));
+        maintenance_ = std::move(change.first);
+        for (const auto& [id, agent] : agents_) {
+          AgentChanged(id);  // Their unavailability may have changed.
+        }
+        for (const auto& key : change.second) {
+          down_machines_.erase(key);
+          LOG(INFO) << "machine '" << (key.first.empty() ? key.second : key.first) << "' is UP";
+        }
+        UpdateInverseOffers();
+        PublishSoon();
+        return absl::OkStatus();
+      },
+      [this] { return MaintenanceBatch(); }, std::move(done));
 }
 
 absl::Status Master::AnswerInverseOffers(const v1::InverseOffersResponse& request, bool accept) {

@@ -2,10 +2,11 @@
 //
 // A change that a caller asked for (a subscription, an agent's admission, weights, quota) is
 // stored first and applied and answered in the write's completion; until then the state machine
-// is unchanged, and further calls about the same framework wait (framework_writes_). A change
-// that is a fact (a stream closed, a timer fired, an operator action already answered) is
-// applied at once and its record written after, fire-and-forget: a failure is logged, and the
-// next write of that record repairs it.
+// is unchanged, and further calls about the same framework wait (framework_writes_). Operator
+// actions on agents and maintenance, and reservations, go through StoreThenApply. A change
+// that is a fact (a stream closed, a timer fired, an agent fell silent) is applied at once and
+// its record written after, fire-and-forget: a failure is logged, and the next write of that
+// record repairs it.
 #include <algorithm>
 #include <utility>
 #include <vector>
@@ -83,15 +84,20 @@ void Master::PersistFramework(const Framework& framework, Registry::Done done) {
   WriteRegistry(std::move(batch), std::move(done));
 }
 
-void Master::PersistGoneAgent(const AgentId& id, const v1::AgentInfo& info, absl::Time gone_time,
-                              Registry::Done done) {
+v1::RegistryAgent Master::GoneAgentRecord(const AgentId& id, const v1::AgentInfo& info,
+                                          absl::Time gone_time) const {
   v1::RegistryAgent record;
   *record.mutable_info() = info;
   record.mutable_info()->set_id(id.value());
   record.set_state(v1::RegistryAgent::GONE);
   record.set_gone_time(Seconds(gone_time));
+  return record;
+}
+
+void Master::PersistGoneAgent(const AgentId& id, const v1::AgentInfo& info, absl::Time gone_time,
+                              Registry::Done done) {
   RegistryBatch batch;
-  batch.PutAgent(record);
+  batch.PutAgent(GoneAgentRecord(id, info, gone_time));
   WriteRegistry(std::move(batch), std::move(done));
 }
 
@@ -101,17 +107,94 @@ void Master::UnpersistAgent(const AgentId& id) {
   WriteRegistry(std::move(batch));
 }
 
-void Master::PersistMaintenance(Registry::Done done) {
+v1::RegistryMaintenance Master::MaintenanceRecord(
+    const v1::MaintenanceSchedule& schedule,
+    const absl::btree_set<std::pair<std::string, std::string>>& down) {
   v1::RegistryMaintenance record;
-  *record.mutable_schedule() = maintenance_;
-  for (const auto& [hostname, ip] : down_machines_) {
+  *record.mutable_schedule() = schedule;
+  for (const auto& [hostname, ip] : down) {
     v1::MachineId* machine = record.add_down_machines();
     machine->set_hostname(hostname);
     machine->set_ip(ip);
   }
+  return record;
+}
+
+RegistryBatch Master::MaintenanceBatch() const {
   RegistryBatch batch;
-  batch.PutMaintenance(record);
-  WriteRegistry(std::move(batch), std::move(done));
+  batch.PutMaintenance(MaintenanceRecord(maintenance_, down_machines_));
+  return batch;
+}
+
+void Master::PersistMaintenance(Registry::Done done) {
+  WriteRegistry(MaintenanceBatch(), std::move(done));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator actions: stored, then applied
+
+absl::StatusOr<RegistryBatch> Master::FutureAgentRecord(
+    absl::StatusOr<Agent*> agent, absl::FunctionRef<void(v1::RegistryAgent&)> change) const {
+  if (!agent.ok()) {
+    return agent.status();
+  }
+  v1::RegistryAgent record = AgentRecord(**agent);
+  change(record);
+  RegistryBatch batch;
+  batch.PutAgent(record);
+  return batch;
+}
+
+void Master::StoreThenApply(absl::StatusOr<RegistryBatch> future,
+                            absl::AnyInvocable<absl::Status() &&> apply,
+                            absl::AnyInvocable<RegistryBatch() &&> current, Completion done) {
+  if (!future.ok()) {
+    std::move(done)(future.status());
+    return;
+  }
+  // Stored before it is applied: a master that fails now comes back with the change or, if the
+  // write failed, without it and without having applied it. The records as they are after it
+  // are stored again before the answer, because a fact about the same records (an agent became
+  // unreachable meanwhile, say) may have been written in between from the state before.
+  WriteRegistry(*std::move(future), [this, apply = std::move(apply), current = std::move(current),
+                                     done = std::move(done)](absl::Status stored) mutable {
+    if (!stored.ok()) {
+      LOG(WARNING) << "operator action not applied: " << stored.message();
+      std::move(done)(std::move(stored));
+      return;
+    }
+    // Checked again: the state may have changed while the write was in flight. A refusal now
+    // leaves the stored record ahead of the state, which the second write puts right.
+    absl::Status applied = std::move(apply)();
+    RegistryBatch after = std::move(current)();
+    if (after.empty()) {
+      std::move(done)(std::move(applied));
+      return;
+    }
+    std::string keys = after.Keys();
+    WriteRegistry(std::move(after), [applied = std::move(applied), keys = std::move(keys),
+                                     done = std::move(done)](absl::Status status) mutable {
+      if (!status.ok()) {
+        LOG(ERROR) << "registry records " << keys << " are not stored: " << status.message();
+      }
+      std::move(done)(std::move(applied));
+    });
+  });
+}
+
+void Master::StoreThenApplyToAgent(const std::string& agent_id,
+                                   absl::StatusOr<RegistryBatch> future,
+                                   absl::AnyInvocable<absl::Status() &&> apply, Completion done) {
+  StoreThenApply(
+      std::move(future), std::move(apply),
+      [this, id = AgentId(agent_id)] {
+        RegistryBatch batch;
+        if (auto it = agents_.find(id); it != agents_.end()) {
+          batch.PutAgent(AgentRecord(it->second));
+        }  // Else removed meanwhile, and its removal wrote what is left of it.
+        return batch;
+      },
+      std::move(done));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -181,8 +181,77 @@ absl::StatusOr<Master::Framework*> Master::FindCaller(const v1::CallHeader& head
   return &framework;
 }
 
-absl::Status Master::Accept(const v1::AcceptRequest& request) {
+void Master::Accept(const v1::AcceptRequest& request, Completion done) {
   DCHECK(loop_.IsLoopThread());
+  absl::StatusOr<std::optional<AcceptedOffers>> taken = TakeAcceptedOffers(request);
+  if (!taken.ok() || !taken->has_value()) {
+    std::move(done)(taken.status());
+    return;
+  }
+  AcceptedOffers accepted = **std::move(taken);
+  if (!accepted.reservations) {
+    ApplyAccept(request, std::move(accepted));
+    std::move(done)(absl::OkStatus());
+    return;
+  }
+  // RESERVE and UNRESERVE change the agent's record: stored before they (and the launches
+  // after them) are applied. The offers are taken meanwhile; their resources stay allocated.
+  v1::RegistryAgent record = AgentRecord(agents_.at(accepted.agent));
+  record.clear_reserved();
+  ToProto(accepted.reserved, record.mutable_reserved());
+  RegistryBatch batch;
+  batch.PutAgent(record);
+  WriteRegistry(std::move(batch), [this, request, accepted = std::move(accepted),
+                                   done = std::move(done)](absl::Status stored) mutable {
+    auto framework = frameworks_.find(accepted.framework);
+    auto agent = agents_.find(accepted.agent);
+    absl::Status status = stored;
+    if (status.ok() && (agent == agents_.end() || agent->second.outbox == nullptr)) {
+      status = absl::UnavailableError(
+          absl::StrCat("agent '", accepted.agent.value(),
+                       "' disconnected while the ACCEPT's reservations were being stored"));
+    } else if (status.ok() && framework == frameworks_.end()) {
+      status = absl::NotFoundError(
+          absl::StrCat("framework '", accepted.framework.value(), "' was removed meanwhile"));
+    }
+    if (!status.ok()) {
+      LOG(WARNING) << "ACCEPT of framework '" << accepted.framework.value()
+                   << "' not applied: " << status.message();
+      if (framework != frameworks_.end()) {
+        DropAcceptedTasks(framework->second, request, v1::TaskStatus::REASON_AGENT_DISCONNECTED,
+                          std::string(status.message()));
+      }
+      allocator_.Recover(accepted.framework, accepted.agent, accepted.role, accepted.available,
+                         loop_.clock().Now(), absl::ZeroDuration());
+      if (agent != agents_.end()) {
+        PersistAgent(agent->second);  // The reservations as they still are.
+      }
+      TriggerAllocation();
+      std::move(done)(std::move(status));
+      return;
+    }
+    ApplyAccept(request, std::move(accepted));
+    // Answered once the agent's record as it is now is stored too (see StoreThenApply).
+    PersistAgent(agent->second, [done = std::move(done)](absl::Status) mutable {
+      std::move(done)(absl::OkStatus());
+    });
+  });
+}
+
+void Master::DropAcceptedTasks(Framework& framework, const v1::AcceptRequest& request,
+                               v1::TaskStatus::Reason reason, const std::string& why) {
+  for (const v1::Operation& op : request.operations()) {
+    const auto& tasks =
+        op.type() == v1::Operation::LAUNCH_GROUP ? op.launch_group().tasks() : op.launch().tasks();
+    for (const v1::TaskInfo& task : tasks) {
+      SendUpdate(framework, MasterStatus(framework.id, task.task_id(), task.agent_id(),
+                                         v1::TASK_DROPPED, reason, why));
+    }
+  }
+}
+
+absl::StatusOr<std::optional<Master::AcceptedOffers>> Master::TakeAcceptedOffers(
+    const v1::AcceptRequest& request) {
   RZ_ASSIGN_OR_RETURN(Framework * framework, FindCaller(request.header()));
   for (int i = 0; i < request.operations_size(); ++i) {
     const v1::Operation::Type type = request.operations(i).type();
@@ -202,13 +271,7 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
     ++counters_.invalid_accepts;
     metrics_.OffersDropped(request.offer_ids_size());
     LOG(WARNING) << "invalid ACCEPT from framework '" << framework->id.value() << "': " << problem;
-    for (const v1::Operation& op : request.operations()) {
-      for (const v1::TaskInfo& task : tasks_of(op)) {
-        SendUpdate(*framework,
-                   MasterStatus(framework->id, task.task_id(), task.agent_id(), v1::TASK_DROPPED,
-                                v1::TaskStatus::REASON_INVALID_OFFERS, problem));
-      }
-    }
+    DropAcceptedTasks(*framework, request, v1::TaskStatus::REASON_INVALID_OFFERS, problem);
     for (const OfferId& id : mine) {
       NoteRemovedOffer(id, "was returned to the pool by an invalid ACCEPT", /*by_scheduler=*/true);
       RemoveOffer(id, /*rescind=*/false, absl::ZeroDuration());
@@ -220,7 +283,7 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
   std::vector<OfferId> mine;
   if (std::string problem = CheckAcceptOffers(*framework, request, mine); !problem.empty()) {
     invalid(absl::StrCat("invalid offers: ", problem), mine);
-    return absl::OkStatus();
+    return std::nullopt;
   }
   metrics_.OffersAccepted(static_cast<int64_t>(mine.size()));
   const AgentId agent_id = offers_.at(mine.front()).agent;
@@ -234,6 +297,7 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
   // RESERVE and UNRESERVE are checked in order, against what the operations before them leave,
   // before anything is applied: a bad one refuses the whole ACCEPT (there may be no task to
   // carry the reason, so the call fails too).
+  AcceptedOffers accepted{.framework = framework->id, .agent = agent_id, .role = role};
   {
     Resources left = available;
     Resources reserved = agent.reserved;
@@ -249,6 +313,7 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
           invalid(absl::StrCat("invalid operation: ", problem), mine);
           return absl::Status(status.code(), problem);
         }
+        accepted.reservations = true;
         continue;
       }
       // Launches take from what is left as they will when applied (tasks that will fail
@@ -271,6 +336,7 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
         left = group_left;
       }
     }
+    accepted.reserved = std::move(reserved);
   }
 
   for (const OfferId& id : mine) {
@@ -284,6 +350,16 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
     offers_.erase(id);
     OfferChanged(id);
   }
+  accepted.available = std::move(available);
+  return accepted;
+}
+
+void Master::ApplyAccept(const v1::AcceptRequest& request, AcceptedOffers accepted) {
+  Framework* framework = &frameworks_.at(accepted.framework);
+  Agent& agent = agents_.at(accepted.agent);
+  const AgentId& agent_id = accepted.agent;
+  const std::string& role = accepted.role;
+  Resources& available = accepted.available;
   for (const v1::Operation& op : request.operations()) {
     switch (op.type()) {
       case v1::Operation::LAUNCH_GROUP:
@@ -306,13 +382,8 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
         break;
     }
   }
-  for (const v1::Operation& op : request.operations()) {
-    if (op.type() == v1::Operation::RESERVE || op.type() == v1::Operation::UNRESERVE) {
-      // Fire-and-forget: the allocator already holds the change (see docs/api.md).
-      PersistAgent(agent);
-      AgentChanged(agent.id);
-      break;
-    }
+  if (accepted.reservations) {
+    AgentChanged(agent.id);
   }
   // Either call ends the offer in the allocator's count of outstanding offers.
   if (!available.empty()) {
@@ -323,7 +394,6 @@ absl::Status Master::Accept(const v1::AcceptRequest& request) {
   }
   TriggerAllocation();
   PublishSoon();
-  return absl::OkStatus();
 }
 
 std::string Master::CheckAcceptOffers(const Framework& framework, const v1::AcceptRequest& request,
@@ -1061,58 +1131,114 @@ bool Master::FreeUpOnAgent(Agent& agent, const Resources& needed) {
   return allocator_.Free(agent.id).Contains(needed);
 }
 
-absl::Status Master::ReserveResources(const v1::ReserveResourcesRequest& request) {
-  DCHECK(loop_.IsLoopThread());
-  RZ_ASSIGN_OR_RETURN(Agent * found, FindConnectedAgent(request.agent_id()));
-  Agent& agent = *found;
-  RZ_ASSIGN_OR_RETURN(auto reservation, ReservedResources(request.resources()));
-  const auto& [resources, role] = reservation;
-  const Resources unreserved = resources.WithRole(kDefaultRole);
-  if (!FreeUpOnAgent(agent, unreserved)) {
-    const Resources free = allocator_.Free(agent.id);
-    return absl::FailedPreconditionError(
-        absl::StrCat(unreserved.ToString(), " is not free on agent '", agent.id.value(),
-                     "' (free: ", free.empty() ? "nothing" : free.ToString(), ")"));
+bool Master::CanFreeUpOnAgent(const Agent& agent, const Resources& needed) const {
+  Resources reclaimable = allocator_.Free(agent.id);
+  for (const OfferId& id : agent.offers) {
+    reclaimable += offers_.at(id).resources;
   }
-  RZ_RETURN_IF_ERROR(allocator_.ReserveFree(agent.id, unreserved, role));
-  RZ_CHECK_OK(agent.total.Subtract(unreserved));
-  agent.total += resources;
-  agent.reserved += resources;
-  LOG(INFO) << "operator reserved " << resources.ToString() << " on agent '" << agent.id.value()
-            << "'";
-  PersistAgent(agent);  // Fire-and-forget (see docs/api.md).
-  AgentChanged(agent.id);
-  TriggerAllocation();
-  PublishSoon();
-  return absl::OkStatus();
+  return reclaimable.Contains(needed);
 }
 
-absl::Status Master::UnreserveResources(const v1::UnreserveResourcesRequest& request) {
+absl::StatusOr<std::pair<Master::Agent*, Resources>> Master::CheckReserve(
+    const v1::ReserveResourcesRequest& request) {
+  RZ_ASSIGN_OR_RETURN(Agent * agent, FindConnectedAgent(request.agent_id()));
+  RZ_ASSIGN_OR_RETURN(auto reservation, ReservedResources(request.resources()));
+  const Resources unreserved = reservation.first.WithRole(kDefaultRole);
+  if (!CanFreeUpOnAgent(*agent, unreserved)) {
+    const Resources free = allocator_.Free(agent->id);
+    return absl::FailedPreconditionError(
+        absl::StrCat(unreserved.ToString(), " is not free on agent '", agent->id.value(),
+                     "' (free: ", free.empty() ? "nothing" : free.ToString(), ")"));
+  }
+  Resources after = agent->reserved;
+  after += reservation.first;
+  return std::make_pair(agent, std::move(after));
+}
+
+void Master::ReserveResources(const v1::ReserveResourcesRequest& request, Completion done) {
   DCHECK(loop_.IsLoopThread());
-  RZ_ASSIGN_OR_RETURN(Agent * found, FindConnectedAgent(request.agent_id()));
-  Agent& agent = *found;
+  absl::StatusOr<std::pair<Agent*, Resources>> checked = CheckReserve(request);
+  StoreThenApplyToAgent(
+      request.agent_id(),
+      FutureAgentRecord(checked.ok() ? absl::StatusOr<Agent*>(checked->first) : checked.status(),
+                        [&](v1::RegistryAgent& record) {
+                          record.clear_reserved();
+                          ToProto(checked->second, record.mutable_reserved());
+                        }),
+      [this, request]() -> absl::Status {
+        RZ_ASSIGN_OR_RETURN(auto checked, CheckReserve(request));
+        Agent& agent = *checked.first;
+        RZ_ASSIGN_OR_RETURN(auto reservation, ReservedResources(request.resources()));
+        const auto& [resources, role] = reservation;
+        const Resources unreserved = resources.WithRole(kDefaultRole);
+        if (!FreeUpOnAgent(agent, unreserved)) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              unreserved.ToString(), " is no longer free on agent '", agent.id.value(), "'"));
+        }
+        RZ_RETURN_IF_ERROR(allocator_.ReserveFree(agent.id, unreserved, role));
+        RZ_CHECK_OK(agent.total.Subtract(unreserved));
+        agent.total += resources;
+        agent.reserved += resources;
+        LOG(INFO) << "operator reserved " << resources.ToString() << " on agent '"
+                  << agent.id.value() << "'";
+        AgentChanged(agent.id);
+        TriggerAllocation();
+        PublishSoon();
+        return absl::OkStatus();
+      },
+      std::move(done));
+}
+
+absl::StatusOr<std::pair<Master::Agent*, Resources>> Master::CheckUnreserve(
+    const v1::UnreserveResourcesRequest& request) {
+  RZ_ASSIGN_OR_RETURN(Agent * agent, FindConnectedAgent(request.agent_id()));
   RZ_ASSIGN_OR_RETURN(auto reservation, ReservedResources(request.resources()));
   const Resources& resources = reservation.first;
-  if (!agent.reserved.Contains(resources)) {
+  if (!agent->reserved.Contains(resources)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        resources.ToString(), " is not dynamically reserved on agent '", agent.id.value(),
-        "' (reserved: ", agent.reserved.empty() ? "nothing" : agent.reserved.ToString(), ")"));
+        resources.ToString(), " is not dynamically reserved on agent '", agent->id.value(),
+        "' (reserved: ", agent->reserved.empty() ? "nothing" : agent->reserved.ToString(), ")"));
   }
-  if (!FreeUpOnAgent(agent, resources)) {
+  if (!CanFreeUpOnAgent(*agent, resources)) {
     return absl::FailedPreconditionError(absl::StrCat(resources.ToString(), " on agent '",
-                                                      agent.id.value(), "' is in use by tasks"));
+                                                      agent->id.value(), "' is in use by tasks"));
   }
-  RZ_RETURN_IF_ERROR(allocator_.UnreserveFree(agent.id, resources));
-  RZ_CHECK_OK(agent.total.Subtract(resources));
-  agent.total += resources.WithRole(kDefaultRole);
-  RZ_CHECK_OK(agent.reserved.Subtract(resources));
-  LOG(INFO) << "operator unreserved " << resources.ToString() << " on agent '" << agent.id.value()
-            << "'";
-  PersistAgent(agent);  // Fire-and-forget (see docs/api.md).
-  AgentChanged(agent.id);
-  TriggerAllocation();
-  PublishSoon();
-  return absl::OkStatus();
+  Resources after = agent->reserved;
+  RZ_CHECK_OK(after.Subtract(resources));
+  return std::make_pair(agent, std::move(after));
+}
+
+void Master::UnreserveResources(const v1::UnreserveResourcesRequest& request, Completion done) {
+  DCHECK(loop_.IsLoopThread());
+  absl::StatusOr<std::pair<Agent*, Resources>> checked = CheckUnreserve(request);
+  StoreThenApplyToAgent(
+      request.agent_id(),
+      FutureAgentRecord(checked.ok() ? absl::StatusOr<Agent*>(checked->first) : checked.status(),
+                        [&](v1::RegistryAgent& record) {
+                          record.clear_reserved();
+                          ToProto(checked->second, record.mutable_reserved());
+                        }),
+      [this, request]() -> absl::Status {
+        RZ_ASSIGN_OR_RETURN(auto checked, CheckUnreserve(request));
+        Agent& agent = *checked.first;
+        RZ_ASSIGN_OR_RETURN(auto reservation, ReservedResources(request.resources()));
+        const Resources& resources = reservation.first;
+        if (!FreeUpOnAgent(agent, resources)) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              resources.ToString(), " on agent '", agent.id.value(), "' is in use by tasks"));
+        }
+        RZ_RETURN_IF_ERROR(allocator_.UnreserveFree(agent.id, resources));
+        RZ_CHECK_OK(agent.total.Subtract(resources));
+        agent.total += resources.WithRole(kDefaultRole);
+        RZ_CHECK_OK(agent.reserved.Subtract(resources));
+        LOG(INFO) << "operator unreserved " << resources.ToString() << " on agent '"
+                  << agent.id.value() << "'";
+        AgentChanged(agent.id);
+        TriggerAllocation();
+        PublishSoon();
+        return absl::OkStatus();
+      },
+      std::move(done));
 }
 
 }  // namespace rz::master

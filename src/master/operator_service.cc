@@ -147,6 +147,23 @@ grpc::ServerUnaryReactor* PostAction(EventLoop& loop, Master& master,
   return reactor;
 }
 
+// The same for an action stored before it is applied: its completion finishes the RPC.
+template <typename Request>
+grpc::ServerUnaryReactor* PostAction(EventLoop& loop, Master& master,
+                                     grpc::CallbackServerContext* context, const Request* request,
+                                     void (Master::*method)(const Request&, Master::Completion)) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time start = absl::Now();
+  loop.Post([&master, request, reactor, method, start] {
+    (master.*method)(*request, [&master, request, reactor, start](absl::Status status) {
+      master.metrics().GrpcCall(absl::StrCat("Operator.", RpcOf(*request)),
+                                absl::StatusCodeToString(status.code()), absl::Now() - start);
+      reactor->Finish(ToGrpcStatus(status));
+    });
+  });
+  return reactor;
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* OperatorService::DrainAgent(grpc::CallbackServerContext* context,

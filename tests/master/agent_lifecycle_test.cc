@@ -212,7 +212,7 @@ TEST_F(AgentLifecycleTest, ExplicitReconciliationOfUnknownTasks) {
   const double unreachable_time = FindAgent(partitioned.id)->unreachable_time();
   v1::MarkAgentGoneRequest mark;
   mark.set_agent_id(gone.id);
-  ASSERT_TRUE(master_.MarkAgentGone(mark).ok());
+  ASSERT_TRUE(Act(&Master::MarkAgentGone, mark).ok());
   loop_.RunUntilIdle();
   s.stream->Take();
 
@@ -285,7 +285,7 @@ TEST_F(AgentLifecycleTest, DrainKillsTasksWithTheirCappedGracePeriodThenTheAgent
   v1::DrainAgentRequest drain;
   drain.set_agent_id(agent.id);
   drain.set_max_grace_period_seconds(10);
-  ASSERT_TRUE(master_.DrainAgent(drain).ok());
+  ASSERT_TRUE(Act(&Master::DrainAgent, drain).ok());
   loop_.RunUntilIdle();
   std::vector<v1::MasterMessage> kills = Kills(agent.stream->Take());
   ASSERT_THAT(kills, SizeIs(2));
@@ -296,7 +296,7 @@ TEST_F(AgentLifecycleTest, DrainKillsTasksWithTheirCappedGracePeriodThenTheAgent
   EXPECT_EQ(FindAgent(agent.id)->drain().state(), v1::DrainInfo::DRAINING);
   EXPECT_DOUBLE_EQ(FindAgent(agent.id)->drain().config().max_grace_period_seconds(), 10);
   // A second drain is refused.
-  EXPECT_EQ(master_.DrainAgent(drain).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Act(&Master::DrainAgent, drain).code(), absl::StatusCode::kFailedPrecondition);
 
   AgentUpdate(agent, s.framework_id, "t1", v1::TASK_KILLED, "k1");
   EXPECT_EQ(FindAgent(agent.id)->drain().state(), v1::DrainInfo::DRAINING);
@@ -310,7 +310,7 @@ TEST_F(AgentLifecycleTest, DrainKillsTasksWithTheirCappedGracePeriodThenTheAgent
   // REACTIVATE ends the drain: offers again.
   v1::ReactivateAgentRequest reactivate;
   reactivate.set_agent_id(agent.id);
-  ASSERT_TRUE(master_.ReactivateAgent(reactivate).ok());
+  ASSERT_TRUE(Act(&Master::ReactivateAgent, reactivate).ok());
   loop_.RunUntilIdle();
   EXPECT_THAT(Offers(s.stream->Take()), SizeIs(1));
   EXPECT_FALSE(FindAgent(agent.id)->has_drain());
@@ -328,7 +328,7 @@ TEST_F(AgentLifecycleTest, DrainRescindsOutstandingOffersAndKeepsATasksOwnShorte
   v1::DrainAgentRequest drain;
   drain.set_agent_id(agent.id);
   drain.set_max_grace_period_seconds(10);
-  ASSERT_TRUE(master_.DrainAgent(drain).ok());
+  ASSERT_TRUE(Act(&Master::DrainAgent, drain).ok());
   loop_.RunUntilIdle();
   std::vector<v1::Event> events = s.stream->Take();
   ASSERT_FALSE(events.empty());
@@ -344,7 +344,7 @@ TEST_F(AgentLifecycleTest, DrainWithMarkGoneMarksTheAgentGoneOnceDrained) {
   v1::DrainAgentRequest drain;
   drain.set_agent_id(agent.id);
   drain.set_mark_gone(true);
-  ASSERT_TRUE(master_.DrainAgent(drain).ok());
+  ASSERT_TRUE(Act(&Master::DrainAgent, drain).ok());
   loop_.RunUntilIdle();
   std::vector<v1::MasterMessage> kills = Kills(agent.stream->Take());
   ASSERT_THAT(kills, SizeIs(1));
@@ -368,7 +368,7 @@ TEST_F(AgentLifecycleTest, ADrainedAgentWithNoTasksIsGoneAtOnceWithMarkGone) {
   v1::DrainAgentRequest drain;
   drain.set_agent_id(agent.id);
   drain.set_mark_gone(true);
-  ASSERT_TRUE(master_.DrainAgent(drain).ok());
+  ASSERT_TRUE(Act(&Master::DrainAgent, drain).ok());
   loop_.RunUntilIdle();
   EXPECT_EQ(FindAgent(agent.id), nullptr);
   EXPECT_EQ(master_.snapshot()->gone_agents_size(), 1);
@@ -381,7 +381,7 @@ TEST_F(AgentLifecycleTest, ADrainingAgentThatReconnectsIsAskedAgainToKillItsTask
   loop_.RunUntilIdle();
   v1::DrainAgentRequest drain;
   drain.set_agent_id(agent.id);
-  ASSERT_TRUE(master_.DrainAgent(drain).ok());
+  ASSERT_TRUE(Act(&Master::DrainAgent, drain).ok());
   std::shared_ptr<AgentStream> stream =
       Reregister(agent, {ReportedTask(s, "t1", v1::TASK_RUNNING)});
   EXPECT_THAT(Kills(stream->Take()), SizeIs(1));
@@ -400,7 +400,7 @@ TEST_F(AgentLifecycleTest, ADeactivatedAgentMakesNoOffersAndItsTasksKeepRunning)
 
   v1::DeactivateAgentRequest deactivate;
   deactivate.set_agent_id(agent.id);
-  ASSERT_TRUE(master_.DeactivateAgent(deactivate).ok());
+  ASSERT_TRUE(Act(&Master::DeactivateAgent, deactivate).ok());
   loop_.RunUntilIdle();
   std::vector<v1::Event> events = s.stream->Take();
   ASSERT_THAT(events, SizeIs(1));
@@ -408,31 +408,33 @@ TEST_F(AgentLifecycleTest, ADeactivatedAgentMakesNoOffersAndItsTasksKeepRunning)
   EXPECT_THAT(Kills(agent.stream->Take()), IsEmpty());
   EXPECT_TRUE(FindAgent(agent.id)->deactivated());
   EXPECT_EQ(master_.snapshot()->tasks(0).state(), v1::TASK_RUNNING);
-  EXPECT_EQ(master_.DeactivateAgent(deactivate).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Act(&Master::DeactivateAgent, deactivate).code(),
+            absl::StatusCode::kFailedPrecondition);
 
   loop_.AdvanceTime(absl::Seconds(30));
   EXPECT_THAT(Offers(s.stream->Take()), IsEmpty());
 
   v1::ReactivateAgentRequest reactivate;
   reactivate.set_agent_id(agent.id);
-  ASSERT_TRUE(master_.ReactivateAgent(reactivate).ok());
+  ASSERT_TRUE(Act(&Master::ReactivateAgent, reactivate).ok());
   loop_.RunUntilIdle();
   EXPECT_THAT(Offers(s.stream->Take()), SizeIs(1));
   EXPECT_FALSE(FindAgent(agent.id)->deactivated());
-  EXPECT_EQ(master_.ReactivateAgent(reactivate).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Act(&Master::ReactivateAgent, reactivate).code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(AgentLifecycleTest, ActionsOnUnknownAgentsAreNotFoundAndNeedAnId) {
   v1::DrainAgentRequest drain;
   drain.set_agent_id("nope");
-  EXPECT_EQ(master_.DrainAgent(drain).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Act(&Master::DrainAgent, drain).code(), absl::StatusCode::kNotFound);
   v1::DeactivateAgentRequest deactivate;
-  EXPECT_EQ(master_.DeactivateAgent(deactivate).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Act(&Master::DeactivateAgent, deactivate).code(), absl::StatusCode::kInvalidArgument);
   v1::MarkAgentGoneRequest gone;
   gone.set_agent_id("nope");
-  EXPECT_EQ(master_.MarkAgentGone(gone).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Act(&Master::MarkAgentGone, gone).code(), absl::StatusCode::kNotFound);
   drain.set_max_grace_period_seconds(-1);
-  EXPECT_EQ(master_.DrainAgent(drain).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Act(&Master::DrainAgent, drain).code(), absl::StatusCode::kInvalidArgument);
 }
 
 // --- Gone --------------------------------------------------------------------------------------
@@ -445,7 +447,7 @@ TEST_F(AgentLifecycleTest, AGoneAgentsTasksAreGoneByOperatorAndTheAgentIsRefused
 
   v1::MarkAgentGoneRequest gone;
   gone.set_agent_id(agent.id);
-  ASSERT_TRUE(master_.MarkAgentGone(gone).ok());
+  ASSERT_TRUE(Act(&Master::MarkAgentGone, gone).ok());
   loop_.RunUntilIdle();
   std::vector<v1::TaskStatus> updates = Updates(s.stream->Take());
   ASSERT_THAT(updates, SizeIs(1));
@@ -464,7 +466,7 @@ TEST_F(AgentLifecycleTest, AGoneAgentsTasksAreGoneByOperatorAndTheAgentIsRefused
   EXPECT_GT(state->gone_agents(0).gone_time(), 0);
   ASSERT_EQ(state->frameworks_size(), 1);
   EXPECT_THAT(state->frameworks(0).used(), IsEmpty());  // Its resources are freed.
-  EXPECT_EQ(master_.MarkAgentGone(gone).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Act(&Master::MarkAgentGone, gone).code(), absl::StatusCode::kFailedPrecondition);
 
   // The agent comes back: refused, with a message saying why.
   std::shared_ptr<AgentStream> stream =
@@ -526,7 +528,7 @@ TEST_F(AgentLifecycleTest, GoneAgentsAreBoundedAndTheOldestMayRegisterAgain) {
   for (const std::string& id : ids) {
     v1::MarkAgentGoneRequest gone;
     gone.set_agent_id(id);
-    ASSERT_TRUE(master.MarkAgentGone(gone).ok());
+    ASSERT_TRUE(Act(master, &Master::MarkAgentGone, gone).ok());
     loop_.RunUntilIdle();
   }
   std::shared_ptr<const v1::State> state = master.snapshot();
@@ -576,7 +578,7 @@ TEST_F(AgentLifecycleTest, CompletedTasksAreBounded) {
   const std::string agent_id = stream->Take().at(0).registered().agent_id();
   v1::MarkAgentGoneRequest gone;
   gone.set_agent_id(agent_id);
-  ASSERT_TRUE(master.MarkAgentGone(gone).ok());
+  ASSERT_TRUE(Act(master, &Master::MarkAgentGone, gone).ok());
   loop_.RunUntilIdle();
   std::shared_ptr<const v1::State> state = master.snapshot();
   ASSERT_EQ(state->completed_tasks_size(), 2);

@@ -27,7 +27,7 @@ class MaintenanceTest : public MasterTest {
     }
     window->mutable_unavailability()->set_start(start);
     window->mutable_unavailability()->set_duration_seconds(duration);
-    absl::Status status = master_.UpdateMaintenanceSchedule(request);
+    absl::Status status = Act(&Master::UpdateMaintenanceSchedule, request);
     loop_.RunUntilIdle();
     return status;
   }
@@ -35,7 +35,7 @@ class MaintenanceTest : public MasterTest {
   absl::Status Down(const std::string& hostname) {
     v1::StartMaintenanceRequest request;
     *request.add_machines() = Machine(hostname);
-    absl::Status status = master_.StartMaintenance(request);
+    absl::Status status = Act(&Master::StartMaintenance, request);
     loop_.RunUntilIdle();
     return status;
   }
@@ -43,7 +43,7 @@ class MaintenanceTest : public MasterTest {
   absl::Status Up(const std::string& hostname) {
     v1::StopMaintenanceRequest request;
     *request.add_machines() = Machine(hostname);
-    absl::Status status = master_.StopMaintenance(request);
+    absl::Status status = Act(&Master::StopMaintenance, request);
     loop_.RunUntilIdle();
     return status;
   }
@@ -160,7 +160,7 @@ TEST_F(MaintenanceTest, AcceptedInverseOffersShowAndRemovingTheWindowClearsThem)
             v1::InverseOfferStatus::ACCEPT);
 
   v1::UpdateMaintenanceScheduleRequest empty;
-  ASSERT_TRUE(master_.UpdateMaintenanceSchedule(empty).ok());
+  ASSERT_TRUE(Act(&Master::UpdateMaintenanceSchedule, empty).ok());
   loop_.RunUntilIdle();
   EXPECT_THAT(master_.snapshot()->maintenance_status().draining_machines(), IsEmpty());
   EXPECT_THAT(master_.snapshot()->maintenance_schedule().windows(), IsEmpty());
@@ -173,7 +173,7 @@ TEST_F(MaintenanceTest, AnUnansweredInverseOfferIsRescindedWhenTheWindowGoes) {
   std::vector<v1::InverseOffer> inverse = InverseOffers(s.stream->Take());
   ASSERT_THAT(inverse, SizeIs(1));
   v1::UpdateMaintenanceScheduleRequest empty;
-  ASSERT_TRUE(master_.UpdateMaintenanceSchedule(empty).ok());
+  ASSERT_TRUE(Act(&Master::UpdateMaintenanceSchedule, empty).ok());
   loop_.RunUntilIdle();
   bool rescinded = false;
   for (const v1::Event& event : s.stream->Take()) {
@@ -204,7 +204,8 @@ TEST_F(MaintenanceTest, ADownMachinesAgentIsRemovedAndRefusedUntilItIsUp) {
   EXPECT_EQ(Down("h1").code(), absl::StatusCode::kFailedPrecondition);
   // A DOWN machine cannot leave the schedule.
   v1::UpdateMaintenanceScheduleRequest empty;
-  EXPECT_EQ(master_.UpdateMaintenanceSchedule(empty).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Act(&Master::UpdateMaintenanceSchedule, empty).code(),
+            absl::StatusCode::kFailedPrecondition);
 
   // Its agent tries to come back: refused while DOWN.
   auto stream = std::make_shared<AgentStream>();
@@ -233,24 +234,27 @@ TEST_F(MaintenanceTest, ADownMachinesAgentIsRemovedAndRefusedUntilItIsUp) {
 TEST_F(MaintenanceTest, MalformedSchedulesAndUnscheduledMachinesAreRefused) {
   v1::UpdateMaintenanceScheduleRequest request;
   request.mutable_schedule()->add_windows();  // No machines.
-  EXPECT_EQ(master_.UpdateMaintenanceSchedule(request).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Act(&Master::UpdateMaintenanceSchedule, request).code(),
+            absl::StatusCode::kInvalidArgument);
   request.mutable_schedule()->mutable_windows(0)->add_machines();  // Neither hostname nor ip.
-  EXPECT_EQ(master_.UpdateMaintenanceSchedule(request).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Act(&Master::UpdateMaintenanceSchedule, request).code(),
+            absl::StatusCode::kInvalidArgument);
   *request.mutable_schedule()->mutable_windows(0)->mutable_machines(0) = Machine("h1");
   *request.mutable_schedule()->add_windows() = request.schedule().windows(0);
-  absl::Status twice = master_.UpdateMaintenanceSchedule(request);
+  absl::Status twice = Act(&Master::UpdateMaintenanceSchedule, request);
   EXPECT_EQ(twice.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(twice.message()), HasSubstr("more than one"));
   request.mutable_schedule()->mutable_windows()->RemoveLast();
   request.mutable_schedule()->mutable_windows(0)->mutable_unavailability()->set_duration_seconds(
       -1);
-  EXPECT_EQ(master_.UpdateMaintenanceSchedule(request).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Act(&Master::UpdateMaintenanceSchedule, request).code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(master_.snapshot()->maintenance_schedule().windows(), IsEmpty());
 
   EXPECT_EQ(Down("h9").code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Up("h9").code(), absl::StatusCode::kFailedPrecondition);
   v1::StartMaintenanceRequest none;
-  EXPECT_EQ(master_.StartMaintenance(none).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Act(&Master::StartMaintenance, none).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(MaintenanceTest, MachinesMatchByIpWhenNoHostnameIsGiven) {
@@ -261,7 +265,7 @@ TEST_F(MaintenanceTest, MachinesMatchByIpWhenNoHostnameIsGiven) {
   v1::MaintenanceWindow* window = request.mutable_schedule()->add_windows();
   window->add_machines()->set_ip("10.0.0.7");
   window->mutable_unavailability()->set_start(Now() + 10);
-  ASSERT_TRUE(master_.UpdateMaintenanceSchedule(request).ok());
+  ASSERT_TRUE(Act(&Master::UpdateMaintenanceSchedule, request).ok());
   loop_.RunUntilIdle();
   std::vector<v1::Offer> offers = Offers(s.stream->Take());
   ASSERT_THAT(offers, SizeIs(1));

@@ -454,13 +454,223 @@ TEST_F(MasterRegistryTest, AGoneAgentIsRefusedAfterARestart) {
   Agent agent = AddAgent();
   v1::MarkAgentGoneRequest gone;
   gone.set_agent_id(agent.id);
-  ASSERT_TRUE(master_->MarkAgentGone(gone).ok());
+  std::optional<absl::Status> result;
+  master_->MarkAgentGone(gone, [&](absl::Status status) { result = status; });
   Run();
+  ASSERT_TRUE(result.has_value() && result->ok()) << result.value_or(absl::OkStatus());
   EXPECT_EQ(Record<v1::RegistryAgent>("agent/" + agent.id)->state(), v1::RegistryAgent::GONE);
   Restart();
   Agent again = AddAgent(agent.id);
   EXPECT_TRUE(again.stream->closed);
   EXPECT_EQ(again.stream->close_status.code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// Operator actions and reservations (DESIGN.md §6): stored first, then applied and answered.
+
+v1::AgentState AgentStateOf(Master& master, const std::string& id) {
+  std::shared_ptr<const v1::State> state = master.snapshot();
+  for (const v1::AgentState& agent : state->agents()) {
+    if (agent.info().id() == id) {
+      return agent;
+    }
+  }
+  return v1::AgentState();
+}
+
+TEST_F(MasterRegistryTest, AnOperatorActionIsAppliedAndAnsweredOnlyOnceStored) {
+  Agent agent = AddAgent();
+  v1::DeactivateAgentRequest request;
+  request.set_agent_id(agent.id);
+  std::optional<absl::Status> result;
+  master_->DeactivateAgent(request, [&](absl::Status status) { result = status; });
+  loop_->RunUntilIdle();
+  EXPECT_FALSE(result.has_value());
+  EXPECT_FALSE(Record<v1::RegistryAgent>("agent/" + agent.id)->deactivated());
+  EXPECT_FALSE(AgentStateOf(*master_, agent.id).deactivated());
+  worker_.RunUntilIdle();  // Durable; applied when the loop runs the completion.
+  EXPECT_TRUE(Record<v1::RegistryAgent>("agent/" + agent.id)->deactivated());
+  EXPECT_FALSE(result.has_value());
+  Run();
+  ASSERT_TRUE(result.has_value());
+  EXPECT_TRUE(result->ok()) << *result;
+  EXPECT_TRUE(AgentStateOf(*master_, agent.id).deactivated());
+  Restart();
+  EXPECT_TRUE(AgentStateOf(*master_, agent.id).deactivated());
+}
+
+TEST_F(MasterRegistryTest, AFailedWriteAppliesNoOperatorAction) {
+  Agent agent = AddAgent();
+  store_.FailApplies(absl::UnavailableError("disk on fire"));
+  v1::DrainAgentRequest drain;
+  drain.set_agent_id(agent.id);
+  std::optional<absl::Status> result;
+  master_->DrainAgent(drain, [&](absl::Status status) { result = status; });
+  Run();
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(result->message()), ::testing::HasSubstr("disk on fire"));
+  EXPECT_FALSE(AgentStateOf(*master_, agent.id).has_drain());
+  EXPECT_FALSE(Record<v1::RegistryAgent>("agent/" + agent.id)->has_drain());
+  // A refused action (already deactivated, say) stores nothing either.
+  result.reset();
+  v1::ReactivateAgentRequest reactivate;
+  reactivate.set_agent_id(agent.id);
+  master_->ReactivateAgent(reactivate, [&](absl::Status status) { result = status; });
+  ASSERT_TRUE(result.has_value());  // Answered at once.
+  EXPECT_EQ(result->code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(MasterRegistryTest, TwoActionsInFlightOnOneAgentAreCheckedAgainWhenApplied) {
+  Agent agent = AddAgent();
+  v1::DrainAgentRequest drain;
+  drain.set_agent_id(agent.id);
+  std::optional<absl::Status> first;
+  std::optional<absl::Status> second;
+  master_->DrainAgent(drain, [&](absl::Status status) { first = status; });
+  master_->DrainAgent(drain, [&](absl::Status status) { second = status; });
+  Run();
+  ASSERT_TRUE(first.has_value() && second.has_value());
+  EXPECT_TRUE(first->ok()) << *first;
+  EXPECT_EQ(second->code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Record<v1::RegistryAgent>("agent/" + agent.id)->drain().state(),
+            v1::DrainInfo::DRAINED);  // No tasks: drained at once.
+}
+
+TEST_F(MasterRegistryTest, MachineDownStoresTheScheduleAndForgetsItsAgentsInOneWrite) {
+  Agent agent = AddAgent();
+  v1::UpdateMaintenanceScheduleRequest schedule;
+  v1::MaintenanceWindow* window = schedule.mutable_schedule()->add_windows();
+  window->add_machines()->set_hostname("H1");
+  window->mutable_unavailability()->set_start(2'000'000);
+  std::optional<absl::Status> result;
+  master_->UpdateMaintenanceSchedule(schedule, [&](absl::Status status) { result = status; });
+  Run();
+  ASSERT_TRUE(result.has_value() && result->ok()) << result.value_or(absl::OkStatus());
+  ASSERT_TRUE(Record<v1::RegistryMaintenance>("maintenance").has_value());
+  EXPECT_EQ(
+      Record<v1::RegistryMaintenance>("maintenance")->schedule().windows(0).machines(0).hostname(),
+      "h1");
+
+  v1::StartMaintenanceRequest down;
+  down.add_machines()->set_hostname("h1");
+  result.reset();
+  master_->StartMaintenance(down, [&](absl::Status status) { result = status; });
+  loop_->RunUntilIdle();
+  EXPECT_TRUE(Record<v1::RegistryAgent>("agent/" + agent.id).has_value());
+  EXPECT_FALSE(agent.stream->closed);
+  worker_.RunUntilIdle();
+  EXPECT_FALSE(Record<v1::RegistryAgent>("agent/" + agent.id).has_value());
+  EXPECT_EQ(Record<v1::RegistryMaintenance>("maintenance")->down_machines_size(), 1);
+  Run();
+  ASSERT_TRUE(result.has_value() && result->ok()) << result.value_or(absl::OkStatus());
+  EXPECT_TRUE(agent.stream->closed);
+  // After a restart the machine is still DOWN: its agent is refused.
+  Restart();
+  Agent again = AddAgent();
+  EXPECT_TRUE(again.stream->closed);
+  EXPECT_EQ(again.stream->close_status.code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(MasterRegistryTest, OperatorReservationsAreStoredBeforeTheyAreApplied) {
+  Agent agent = AddAgent();
+  v1::ReserveResourcesRequest reserve;
+  reserve.set_agent_id(agent.id);
+  Resources reserved = Res("cpus:2").WithRole("dev");
+  ToProto(reserved, reserve.mutable_resources());
+  std::optional<absl::Status> result;
+  master_->ReserveResources(reserve, [&](absl::Status status) { result = status; });
+  loop_->RunUntilIdle();
+  EXPECT_FALSE(result.has_value());
+  EXPECT_EQ(AgentStateOf(*master_, agent.id).reserved_size(), 0);
+  worker_.RunUntilIdle();
+  EXPECT_EQ(Record<v1::RegistryAgent>("agent/" + agent.id)->reserved_size(), 1);
+  Run();
+  ASSERT_TRUE(result.has_value() && result->ok()) << result.value_or(absl::OkStatus());
+  EXPECT_EQ(AgentStateOf(*master_, agent.id).reserved_size(), 1);
+
+  // A failed write leaves them as they are.
+  store_.FailApplies(absl::UnavailableError("disk on fire"));
+  v1::UnreserveResourcesRequest unreserve;
+  unreserve.set_agent_id(agent.id);
+  ToProto(reserved, unreserve.mutable_resources());
+  result.reset();
+  master_->UnreserveResources(unreserve, [&](absl::Status status) { result = status; });
+  Run();
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(AgentStateOf(*master_, agent.id).reserved_size(), 1);
+  EXPECT_EQ(Record<v1::RegistryAgent>("agent/" + agent.id)->reserved_size(), 1);
+}
+
+TEST_F(MasterRegistryTest, AnAcceptThatReservesLaunchesOnlyOnceTheReservationIsStored) {
+  Agent agent = AddAgent();
+  Scheduler scheduler = Subscribe();
+  Advance(absl::Seconds(1));
+  std::string offer_id;
+  for (const v1::Event& event : scheduler.stream->Take()) {
+    if (event.has_offers() && event.offers().offers_size() > 0) {
+      offer_id = event.offers().offers(0).id();
+    }
+  }
+  ASSERT_FALSE(offer_id.empty());
+  auto accept = [&](const std::string& task_id) {
+    v1::AcceptRequest request;
+    *request.mutable_header() = scheduler.header();
+    request.add_offer_ids(offer_id);
+    v1::Operation* op = request.add_operations();
+    op->set_type(v1::Operation::RESERVE);
+    ToProto(Res("cpus:1").WithRole("dev"), op->mutable_reserve()->mutable_resources());
+    op = request.add_operations();
+    op->set_type(v1::Operation::LAUNCH);
+    v1::TaskInfo* task = op->mutable_launch()->add_tasks();
+    task->set_name(task_id);
+    task->set_task_id(task_id);
+    task->mutable_command()->set_value("sleep 100");
+    ToProto(Res("cpus:1").WithRole("dev") + Res("mem:64"), task->mutable_resources());
+    return request;
+  };
+  auto launched = [&] {
+    for (const v1::MasterMessage& message : agent.stream->messages) {
+      if (message.has_run_task()) {
+        return true;
+      }
+    }
+    return false;
+  };
+  std::optional<absl::Status> result;
+  master_->Accept(accept("t1"), [&](absl::Status status) { result = status; });
+  loop_->RunUntilIdle();
+  EXPECT_FALSE(result.has_value());
+  EXPECT_FALSE(launched());
+  EXPECT_EQ(Record<v1::RegistryAgent>("agent/" + agent.id)->reserved_size(), 0);
+  worker_.RunUntilIdle();
+  EXPECT_EQ(Record<v1::RegistryAgent>("agent/" + agent.id)->reserved_size(), 1);
+  Run();
+  ASSERT_TRUE(result.has_value() && result->ok()) << result.value_or(absl::OkStatus());
+  EXPECT_TRUE(launched());
+  EXPECT_EQ(AgentStateOf(*master_, agent.id).reserved_size(), 1);
+
+  // A failed write: the task is dropped, the offer's resources go back, nothing is reserved.
+  Advance(absl::Seconds(10));  // Past the default refusal of what the ACCEPT left.
+  offer_id.clear();
+  for (const v1::Event& event : scheduler.stream->Take()) {
+    if (event.has_offers() && event.offers().offers_size() > 0) {
+      offer_id = event.offers().offers(0).id();
+    }
+  }
+  ASSERT_FALSE(offer_id.empty());
+  store_.FailApplies(absl::UnavailableError("disk on fire"));
+  result.reset();
+  master_->Accept(accept("t2"), [&](absl::Status status) { result = status; });
+  Run();
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->code(), absl::StatusCode::kUnavailable);
+  std::vector<v1::TaskStatus> updates = Updates(scheduler.stream->Take());
+  ASSERT_EQ(updates.size(), 1u);
+  EXPECT_EQ(updates[0].task_id(), "t2");
+  EXPECT_EQ(updates[0].state(), v1::TASK_DROPPED);
+  EXPECT_EQ(AgentStateOf(*master_, agent.id).reserved_size(), 1);
+  EXPECT_EQ(Record<v1::RegistryAgent>("agent/" + agent.id)->reserved_size(), 1);
 }
 
 // The real thing: MasterDaemon with its LevelDB registry, restarted on the same work dir.

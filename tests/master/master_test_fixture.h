@@ -168,9 +168,7 @@ class MasterTest : public ::testing::Test {
           std::move(task);
     }
     request.mutable_filters()->set_refuse_seconds(refuse_seconds);
-    absl::Status status = master_.Accept(request);
-    loop_.RunUntilIdle();
-    return status;
+    return Act(&Master::Accept, request);
   }
 
   void AgentUpdate(const Agent& agent, const std::string& framework_id, const std::string& task_id,
@@ -186,18 +184,26 @@ class MasterTest : public ::testing::Test {
     loop_.RunUntilIdle();
   }
 
-  // Runs a weights or quota update and the registry write it waits for; returns its outcome.
-  absl::Status UpdateWeights(const v1::UpdateWeightsRequest& request) {
+  // Runs an action that is stored before it is applied (weights, quota, operator actions,
+  // ACCEPT) and the registry writes it waits for; returns its outcome.
+  template <typename Request>
+  absl::Status Act(Master& master, void (Master::*method)(const Request&, Master::Completion),
+                   const Request& request) {
     std::optional<absl::Status> result;
-    master_.UpdateWeights(request, [&result](absl::Status status) { result = status; });
+    (master.*method)(request, [&result](absl::Status status) { result = status; });
     loop_.RunUntilIdle();
-    return result.value_or(absl::InternalError("the update did not complete"));
+    return result.value_or(absl::InternalError("the action did not complete"));
+  }
+  template <typename Request>
+  absl::Status Act(void (Master::*method)(const Request&, Master::Completion),
+                   const Request& request) {
+    return Act(master_, method, request);
+  }
+  absl::Status UpdateWeights(const v1::UpdateWeightsRequest& request) {
+    return Act(&Master::UpdateWeights, request);
   }
   absl::Status UpdateQuota(const v1::UpdateQuotaRequest& request) {
-    std::optional<absl::Status> result;
-    master_.UpdateQuota(request, [&result](absl::Status status) { result = status; });
-    loop_.RunUntilIdle();
-    return result.value_or(absl::InternalError("the update did not complete"));
+    return Act(&Master::UpdateQuota, request);
   }
 
   testing::ManualEventLoop loop_;

@@ -81,7 +81,7 @@ class SchedulerApiTest : public MasterTest {
       *request.add_operations() = op;
     }
     request.mutable_filters()->set_refuse_seconds(refuse_seconds);
-    absl::Status status = master_.Accept(request);
+    absl::Status status = Act(&Master::Accept, request);
     loop_.RunUntilIdle();
     return status;
   }
@@ -514,7 +514,7 @@ TEST_F(SchedulerApiTest, OperatorReservesAndUnreservesFreeResources) {
   reserve.set_agent_id(agent.id);
   ToProto(Res("cpus(eng):1"), reserve.mutable_resources());
   // The offer holds the resources: it is rescinded first.
-  ASSERT_TRUE(master_.ReserveResources(reserve).ok());
+  ASSERT_TRUE(Act(&Master::ReserveResources, reserve).ok());
   loop_.RunUntilIdle();
   std::vector<v1::Event> events = s.stream->Take();
   ASSERT_FALSE(events.empty());
@@ -525,23 +525,23 @@ TEST_F(SchedulerApiTest, OperatorReservesAndUnreservesFreeResources) {
   // Errors: unknown agent, unreserved resources, more than the agent has.
   v1::ReserveResourcesRequest bad = reserve;
   bad.set_agent_id("nope");
-  EXPECT_EQ(master_.ReserveResources(bad).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Act(&Master::ReserveResources, bad).code(), absl::StatusCode::kNotFound);
   bad = reserve;
   ToProto(Res("cpus:1"), bad.mutable_resources());
-  EXPECT_EQ(master_.ReserveResources(bad).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Act(&Master::ReserveResources, bad).code(), absl::StatusCode::kInvalidArgument);
   ToProto(Res("cpus(eng):5"), bad.mutable_resources());
-  absl::Status status = master_.ReserveResources(bad);
+  absl::Status status = Act(&Master::ReserveResources, bad);
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("is not free"));
 
   v1::UnreserveResourcesRequest unreserve;
   unreserve.set_agent_id(agent.id);
   ToProto(Res("mem(eng):1"), unreserve.mutable_resources());
-  status = master_.UnreserveResources(unreserve);
+  status = Act(&Master::UnreserveResources, unreserve);
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("not dynamically reserved"));
   ToProto(Res("cpus(eng):1"), unreserve.mutable_resources());
-  ASSERT_TRUE(master_.UnreserveResources(unreserve).ok());
+  ASSERT_TRUE(Act(&Master::UnreserveResources, unreserve).ok());
   loop_.RunUntilIdle();
   EXPECT_THAT(master_.snapshot()->agents(0).reserved(), IsEmpty());
   EXPECT_EQ(Total(Offers(s.stream->Take())), Res("cpus:2;mem:1024"));
@@ -552,7 +552,7 @@ TEST_F(SchedulerApiTest, ReservationsSurviveTheAgentReregistering) {
   v1::ReserveResourcesRequest reserve;
   reserve.set_agent_id(agent.id);
   ToProto(Res("cpus(eng):1"), reserve.mutable_resources());
-  ASSERT_TRUE(master_.ReserveResources(reserve).ok());
+  ASSERT_TRUE(Act(&Master::ReserveResources, reserve).ok());
   master_.AgentLinkClosed(agent.link);
   loop_.RunUntilIdle();
   v1::AgentMessage reg;
