@@ -11,8 +11,8 @@ packages=(
   libzookeeper-mt-dev libleveldb-dev libsnappy-dev libgoogle-glog-dev libgflags-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev nlohmann-json3-dev libssl-dev
   libcurl4-openssl-dev libarchive-dev prometheus-cpp-dev
-  # tests and tools
-  curl procps util-linux
+  # tests and tools (zookeeper: the real ZooKeeper servers the HA tests start; Java comes with it)
+  curl procps util-linux zookeeper zookeeper-bin
 )
 
 missing=()

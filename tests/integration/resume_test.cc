@@ -233,7 +233,7 @@ TEST_F(ResumeTest, OperatorReservationsOverRestAndGrpc) {
   // Malformed bodies.
   std::tie(code, body) = post("/reserve", "not json");
   EXPECT_EQ(code, 400);
-  EXPECT_THAT(body, HasSubstr("malformed body"));
+  EXPECT_THAT(body, HasSubstr("malformed ReserveResourcesRequest body"));
   EXPECT_EQ(nlohmann::json::parse(body)["code"], "INVALID_ARGUMENT");
   std::tie(code, body) = post("/unreserve", "");
   EXPECT_EQ(code, 400);

@@ -46,6 +46,10 @@ class ExpectedVersion {
     return false;
   }
   std::string ToString() const;
+  // The version an Exactly() expectation names; nullopt for Any() and Absent().
+  std::optional<uint64_t> exact_version() const {
+    return kind_ == kExactly ? std::optional<uint64_t>(version_) : std::nullopt;
+  }
 
  private:
   enum Kind { kAny, kAbsent, kExactly };
