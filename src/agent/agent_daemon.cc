@@ -16,6 +16,7 @@
 #include "agent/http_api.h"
 #include "common/file_util.h"
 #include "common/host.h"
+#include "common/master_detector.h"
 #include "common/resources_proto.h"
 #include "common/task_states.h"
 #include "common/version.h"
@@ -68,6 +69,11 @@ AgentDaemon::AgentDaemon(AgentDaemonOptions options) : options_(std::move(option
 AgentDaemon::~AgentDaemon() { Stop(); }
 
 absl::Status AgentDaemon::Start() {
+  absl::StatusOr<std::unique_ptr<MasterDetector>> detector = CreateMasterDetector(options_.master);
+  if (!detector.ok()) {
+    return absl::Status(detector.status().code(),
+                        absl::StrCat("--master: ", detector.status().message()));
+  }
   const std::string hostname = options_.hostname.empty() ? LocalHostname() : options_.hostname;
   RegisterHttpHandlers(http_, snapshot_, options_.work_dir);
   absl::StatusOr<int> port = http_.Start(options_.ip, options_.http_port);
@@ -215,7 +221,7 @@ absl::Status AgentDaemon::Start() {
   link_ = std::make_unique<MasterLink>(
       MasterLink::Options{.master_address = options_.master,
                           .max_backoff = options_.registration_backoff_max},
-      loop_);
+      loop_, *std::move(detector));
   CheckpointStore* store_ptr = store_.get();
   agent_ = std::make_unique<Agent>(
       std::move(agent_options), loop_, *containerizer_, run_blocking,

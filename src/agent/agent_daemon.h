@@ -30,7 +30,9 @@
 namespace rz::agent {
 
 struct AgentDaemonOptions {
-  std::string master = "127.0.0.1:5050";  // host:port of the master's gRPC server.
+  // The masters' gRPC address(es): "host:port", "host:port,host:port,..." or "zk://..." (see
+  // common/master_detector.h); the link follows whichever leads.
+  std::string master = "127.0.0.1:5050";
   std::string ip = "0.0.0.0";             // Address the REST server binds.
   std::string hostname;                   // Advertised; defaults to gethostname().
   int http_port = 5081;                   // 0 picks a free port.
@@ -77,8 +79,8 @@ class AgentDaemon {
   AgentDaemon(const AgentDaemon&) = delete;
   AgentDaemon& operator=(const AgentDaemon&) = delete;
 
-  // Binds the REST server, recovers, and starts dialling the master. Returns Unavailable
-  // naming an address that cannot be bound, FailedPrecondition when the checkpoint belongs to
+  // Binds the REST server, recovers, and starts dialling the master. Returns InvalidArgument
+  // for a malformed `master` spec, Unavailable naming an address that cannot be bound, FailedPrecondition when the checkpoint belongs to
   // an agent with other resources or attributes, or the error of opening the checkpoint,
   // setting up cgroups or writing the endpoints file.
   absl::Status Start();

@@ -21,7 +21,9 @@
 #include "common/logging.h"
 #include "glog/logging.h"
 
-ABSL_FLAG(std::string, master, "127.0.0.1:5050", "host:port of the master's gRPC server");
+ABSL_FLAG(std::string, master, "127.0.0.1:5050",
+          "the masters' gRPC address: host:port, host:port,host:port,... (the agent follows the "
+          "one that leads) or zk://host:port,.../path (ZooKeeper)");
 ABSL_FLAG(std::string, ip, "0.0.0.0", "address the HTTP server binds");
 ABSL_FLAG(std::string, hostname, "",
           "hostname the agent advertises (default: this machine's hostname)");

@@ -3,15 +3,22 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/static_master_detector.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
 #include "rz/v1/agent.grpc.pb.h"
 
 namespace rz::agent {
 
-MasterLink::MasterLink(Options options, EventLoop& loop)
-    : options_(std::move(options)), loop_(loop) {}
+MasterLink::MasterLink(Options options, EventLoop& loop, std::unique_ptr<MasterDetector> detector)
+    : options_(std::move(options)), loop_(loop), detector_(std::move(detector)) {
+  if (detector_ == nullptr) {
+    detector_ =
+        std::make_unique<StaticMasterDetector>(std::vector<std::string>{options_.master_address});
+  }
+}
 
 MasterLink::~MasterLink() { Stop(); }
 
@@ -20,6 +27,29 @@ void MasterLink::Start(Handlers handlers) {
   handlers_ = std::make_shared<const Handlers>(std::move(handlers));
   reader_ = std::thread([this] { ReadLoop(); });
   writer_ = std::thread([this] { WriteLoop(); });
+  detector_->Start([this](std::optional<v1::MasterInfo> leader) { OnLeader(std::move(leader)); });
+}
+
+void MasterLink::OnLeader(std::optional<v1::MasterInfo> leader) {
+  absl::MutexLock lock(&mu_);
+  const std::string address = leader.has_value() ? leader->grpc_address() : "";
+  if (address == leader_) {
+    return;
+  }
+  leader_ = address;
+  ++leader_changes_;
+  // A stream to a master that no longer leads is dropped at once; with no leader known the
+  // stream stays: that master may still be the leader, and ends it itself if not.
+  if (!address.empty() && context_ != nullptr && dialed_ != address) {
+    LOG(INFO) << "the leading master is now " << address << "; leaving " << dialed_;
+    context_->TryCancel();
+  }
+  cv_.SignalAll();
+}
+
+std::string MasterLink::master_address() const {
+  absl::MutexLock lock(&mu_);
+  return dialed_;
 }
 
 void MasterLink::Stop() {
@@ -37,6 +67,8 @@ void MasterLink::Stop() {
   if (writer_.joinable()) {
     writer_.join();
   }
+  // Joins the detector's thread, so that OnLeader does not run after Stop().
+  detector_.reset();
 }
 
 void MasterLink::Send(rz::v1::AgentMessage message) {
@@ -71,20 +103,34 @@ void MasterLink::ReadLoop() {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(options_.master_address, grpc::InsecureChannelCredentials(), args);
-  std::unique_ptr<rz::v1::AgentLink::Stub> stub = rz::v1::AgentLink::NewStub(channel);
+  std::string stub_address;  // The master `stub` talks to.
+  std::unique_ptr<rz::v1::AgentLink::Stub> stub;
   const std::shared_ptr<const Handlers> handlers = handlers_;
 
   absl::Duration backoff = options_.initial_backoff;
   while (true) {
     grpc::ClientContext context;
+    std::string address;
+    uint64_t leader_changes = 0;
     {
       absl::MutexLock lock(&mu_);
+      // Dial only a master the detector names.
+      mu_.Await(absl::Condition(
+          +[](MasterLink* link)
+               ABSL_NO_THREAD_SAFETY_ANALYSIS { return link->stopping_ || !link->leader_.empty(); },
+          this));
       if (stopping_) {
         return;
       }
+      address = leader_;
+      leader_changes = leader_changes_;
+      dialed_ = address;
       context_ = &context;
+    }
+    if (stub == nullptr || stub_address != address) {
+      stub = rz::v1::AgentLink::NewStub(
+          grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+      stub_address = address;
     }
     std::unique_ptr<Stream> stream = stub->Connect(&context);
     {
@@ -117,26 +163,36 @@ void MasterLink::ReadLoop() {
       context_ = nullptr;
     }
     const grpc::Status status = stream->Finish();
+    const std::optional<std::string> hint = LeaderHint(context, status);
+    if (hint.has_value() && *hint != address) {
+      detector_->ReportLeaderHint(*hint);
+    }
+    const std::string why =
+        absl::StrCat(status.error_message(), " (code ", status.error_code(), ")",
+                     hint.has_value() ? absl::StrCat("; the leader is ", *hint) : "");
     if (received) {
-      LOG(WARNING) << "stream to master " << options_.master_address
-                   << " ended: " << status.error_message() << " (code " << status.error_code()
-                   << ")";
+      LOG(WARNING) << "stream to master " << address << " ended: " << why;
       backoff = options_.initial_backoff;
     } else {
-      LOG_EVERY_N(INFO, 10) << "cannot reach master " << options_.master_address << ": "
-                            << status.error_message() << " (code " << status.error_code() << ")";
+      LOG_EVERY_N(INFO, 10) << "cannot reach master " << address << ": " << why;
     }
     loop_.Post([handlers] { handlers->on_disconnected(); });
 
     absl::MutexLock lock(&mu_);
+    // Wait out the backoff, unless the leader changes meanwhile: a new leader is dialed at once.
     const absl::Time deadline = absl::Now() + backoff;
-    while (!stopping_ && absl::Now() < deadline) {
+    while (!stopping_ && leader_changes_ == leader_changes && absl::Now() < deadline) {
       cv_.WaitWithDeadline(&mu_, deadline);
     }
     if (stopping_) {
       return;
     }
-    backoff = std::min(backoff * 2, options_.max_backoff);
+    // A master that names itself leads but is still taking over: it will serve shortly.
+    if (leader_changes_ != leader_changes || hint == address) {
+      backoff = options_.initial_backoff;
+    } else {
+      backoff = std::min(backoff * 2, options_.max_backoff);
+    }
   }
 }
 

@@ -1,7 +1,14 @@
-// MasterLink: the agent's end of the AgentLink.Connect stream. It dials the master, keeps one
-// stream open, redials with exponential backoff (initial_backoff doubling to max_backoff; back to
-// initial_backoff once a stream has delivered a message) when the stream breaks, and hands
-// everything the master sends to the agent's event loop.
+// MasterLink: the agent's end of the AgentLink.Connect stream. It follows the leading master
+// named by a MasterDetector, keeps one stream open to it, redials with exponential backoff
+// (initial_backoff doubling to max_backoff; back to initial_backoff once a stream has delivered
+// a message, or when the leader changes) when the stream breaks, and hands everything the
+// master sends to the agent's event loop.
+//
+// Following the leader: when the detector names another master, the open stream is cancelled
+// and the link dials the new one at once (the agent then reregisters there with its tasks, as
+// after any broken stream). While no leader is known it does not dial. A master that refuses
+// the stream with UNAVAILABLE and the `rz-leader` hint has the hint passed to the detector
+// (ReportLeaderHint), which switches to it (the static detector asks it first).
 //
 // A reader thread owns dialing and reading; a writer thread drains a bounded outbox, one write in
 // flight. Each new stream starts with an empty outbox, and the link enforces the protocol's first
@@ -9,15 +16,17 @@
 // sends before it is dropped (see MasterConnection). A full outbox means the master does not
 // read: the stream is cancelled and redialed, never allowed to grow memory without bound.
 //
-// Thread rule: Send() is thread-safe. Start()/Stop() are called by the owner. Handlers run on
-// the event loop, in the order the link saw the events: on_connected for a stream, its
-// messages, then on_disconnected, before the next stream's on_connected.
+// Thread rule: Send() and master_address() are thread-safe. Start()/Stop() are called by the
+// owner. Handlers run on the event loop, in the order the link saw the events: on_connected for
+// a stream, its messages, then on_disconnected, before the next stream's on_connected.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -25,6 +34,7 @@
 #include "absl/time/time.h"
 #include "agent/master_connection.h"
 #include "common/event_loop.h"
+#include "common/master_detector.h"
 #include "rz/v1/agent.pb.h"
 
 namespace grpc {
@@ -38,7 +48,9 @@ namespace rz::agent {
 class MasterLink final : public MasterConnection {
  public:
   struct Options {
-    std::string master_address;  // host:port of the master's gRPC server.
+    // host:port of the master's gRPC server, used when no detector is given (a
+    // StaticMasterDetector of this one address: it is the leader, or names the leader).
+    std::string master_address;
     absl::Duration initial_backoff = absl::Milliseconds(100);
     absl::Duration max_backoff = absl::Seconds(10);
     size_t max_queued_messages = 10000;
@@ -51,7 +63,8 @@ class MasterLink final : public MasterConnection {
     std::function<void()> on_disconnected;
   };
 
-  MasterLink(Options options, EventLoop& loop);
+  // Follows `detector` (owned; started by Start()), or Options::master_address if it is null.
+  MasterLink(Options options, EventLoop& loop, std::unique_ptr<MasterDetector> detector = nullptr);
   ~MasterLink() override;  // Stop()s.
 
   MasterLink(const MasterLink&) = delete;
@@ -60,23 +73,32 @@ class MasterLink final : public MasterConnection {
   // Starts dialing. REQUIRES: not started.
   void Start(Handlers handlers);
 
-  // Cancels the stream and joins the threads. Events already posted may still run on the loop.
-  // Idempotent.
+  // Cancels the stream, joins the threads and stops the detector. Events already posted may
+  // still run on the loop. Idempotent.
   void Stop();
 
   void Send(rz::v1::AgentMessage message) override;
 
+  // The master the link dials or last dialed: host:port; empty before any leader was known.
+  std::string master_address() const;
+
  private:
+  // Called by the detector on its thread: records the leader and drops a stream to another.
+  void OnLeader(std::optional<v1::MasterInfo> leader);
   void ReadLoop();
   void WriteLoop();
 
   const Options options_;
   EventLoop& loop_;
+  std::unique_ptr<MasterDetector> detector_;  // Reset by Stop(), after the threads are joined.
   std::shared_ptr<const Handlers> handlers_;  // Set by Start(); shared with posted closures.
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   absl::CondVar cv_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::string leader_ ABSL_GUARDED_BY(mu_);  // The detector's leader; empty: none known.
+  uint64_t leader_changes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string dialed_ ABSL_GUARDED_BY(mu_);  // The master of the current or last stream.
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;  // The open call, if any.
   using Stream = grpc::ClientReaderWriter<rz::v1::AgentMessage, rz::v1::MasterMessage>;
 

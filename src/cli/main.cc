@@ -13,7 +13,8 @@
 #include "glog/logging.h"
 
 ABSL_FLAG(std::string, master, "127.0.0.1:5050",
-          "host:port of the master's gRPC listener (also RZ_MASTER)");
+          "the masters' gRPC address: host:port, host:port,host:port,... or "
+          "zk://host:port,.../path; commands go to the leader (also RZ_MASTER)");
 // rz run
 ABSL_FLAG(double, cpus, 0.1, "rz run: CPUs for the task");
 ABSL_FLAG(double, mem, 32, "rz run: memory for the task, in MB");
@@ -53,7 +54,9 @@ usage:
       run a master and N agents on this machine until Ctrl-C
 
 global flags:
-  --master host:port   the master's gRPC address (default 127.0.0.1:5050; also RZ_MASTER)
+  --master MASTERS     the masters' gRPC address (default 127.0.0.1:5050; also RZ_MASTER):
+                       host:port, a list host:port,host:port,... or zk://host:port,.../path;
+                       commands go to the one that leads
 every flag can also be set as RZ_<FLAG> in the environment; --helpfull lists them all
 )";
 
@@ -89,6 +92,8 @@ int ShowState(const std::string& what) {
 int main(int argc, char** argv) {
   std::vector<std::string> args = rz::ParseFlags(argc, argv, kUsage);
   FLAGS_logtostderr = true;
+  // The libraries' progress (e.g. which master leads) is not the tool's output; problems are.
+  FLAGS_minloglevel = google::GLOG_WARNING;
   google::InitGoogleLogging(argv[0]);
 
   if (args.size() < 2) {

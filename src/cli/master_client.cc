@@ -1,13 +1,16 @@
 #include "cli/master_client.h"
 
 #include <memory>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "cli/table.h"
+#include "common/master_detector.h"
 #include "common/resources_proto.h"
 #include "common/status_convert.h"
+#include "common/status_macros.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -50,24 +53,42 @@ void AddTaskRows(const google::protobuf::RepeatedPtrField<rz::v1::Task>& tasks, 
 
 }  // namespace
 
-absl::StatusOr<rz::v1::State> GetState(const std::string& master_address, absl::Duration timeout) {
-  std::unique_ptr<rz::v1::Operator::Stub> stub = rz::v1::Operator::NewStub(
-      grpc::CreateChannel(master_address, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  rz::v1::State state;
-  const absl::Status status =
-      FromGrpcStatus(stub->GetState(&context, rz::v1::GetStateRequest(), &state));
-  if (status.code() == absl::StatusCode::kUnavailable ||
-      status.code() == absl::StatusCode::kDeadlineExceeded) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot reach master at '", master_address, "': ", status.message()));
+absl::StatusOr<rz::v1::State> GetState(const std::string& master, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  RZ_ASSIGN_OR_RETURN(std::unique_ptr<MasterDetector> detector, CreateMasterDetector(master));
+  RZ_ASSIGN_OR_RETURN(const rz::v1::MasterInfo leader, WaitForLeader(*detector, timeout, master));
+  std::string address = leader.grpc_address();
+  // A master that stopped leading since the detector asked names the new leader: ask that one,
+  // once (a second redirect means the masters are mid-election; the user can retry).
+  for (bool redirected = false;; redirected = true) {
+    std::unique_ptr<rz::v1::Operator::Stub> stub =
+        rz::v1::Operator::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(deadline));
+    rz::v1::State state;
+    const grpc::Status grpc_status = stub->GetState(&context, rz::v1::GetStateRequest(), &state);
+    const std::optional<std::string> hint = LeaderHint(context, grpc_status);
+    if (hint.has_value() && *hint != address && !redirected) {
+      address = *hint;
+      continue;
+    }
+    const absl::Status status = FromGrpcStatus(grpc_status);
+    if (hint.has_value()) {
+      return absl::UnavailableError(absl::StrCat("master at '", address,
+                                                 "' does not lead (it names '", *hint,
+                                                 "'); the masters may be electing a leader"));
+    }
+    if (status.code() == absl::StatusCode::kUnavailable ||
+        status.code() == absl::StatusCode::kDeadlineExceeded) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot reach master at '", address, "': ", status.message()));
+    }
+    if (!status.ok()) {
+      return absl::Status(status.code(), absl::StrCat("master at '", address,
+                                                      "' refused GetState: ", status.message()));
+    }
+    return state;
   }
-  if (!status.ok()) {
-    return absl::Status(status.code(), absl::StrCat("master at '", master_address,
-                                                    "' refused GetState: ", status.message()));
-  }
-  return state;
 }
 
 int RegisteredAgentCount(const rz::v1::State& state) {

@@ -13,9 +13,12 @@
 
 namespace rz::cli {
 
-// The master's state. Returns Unavailable naming `master_address` if it cannot be reached
-// within `timeout`, or the master's error with the address added.
-absl::StatusOr<rz::v1::State> GetState(const std::string& master_address,
+// The leading master's state. `master` is host:port, host:port,host:port,... or zk://...
+// (see common/master_detector.h); a master that no longer leads and names the leader is
+// followed once. Returns InvalidArgument for a malformed `master`, Unavailable naming the
+// master if none leads or the leader cannot be reached within `timeout`, or the master's error
+// with its address added.
+absl::StatusOr<rz::v1::State> GetState(const std::string& master,
                                        absl::Duration timeout = absl::Seconds(10));
 
 // The number of agents in `state` whose status is REGISTERED.

@@ -116,7 +116,14 @@ absl::StatusOr<int> HttpServer::Start(const std::string& host, int port) {
       Write(response, res);
       return;
     }
-    Write(method_it->second(Translate(req)), res);
+    HttpRequest request = Translate(req);
+    if (gate_) {
+      if (std::optional<HttpResponse> answer = gate_(request); answer.has_value()) {
+        Write(*answer, res);
+        return;
+      }
+    }
+    Write(method_it->second(request), res);
   };
   server_->Get(".*", dispatch);
   server_->Post(".*", dispatch);

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -59,6 +60,12 @@ class HttpServer {
                                       int status, absl::Duration latency)>;
   void SetObserver(Observer observer) { observer_ = std::move(observer); }
 
+  // Called before the handler of every request to a registered path and method (on the
+  // server's threads): a response it returns is sent instead of calling the handler. A master
+  // that does not lead uses it to redirect to the leader. REQUIRES: before Start().
+  using Gate = std::function<std::optional<HttpResponse>(const HttpRequest&)>;
+  void SetGate(Gate gate) { gate_ = std::move(gate); }
+
   void Get(const std::string& path, Handler handler);
   void Post(const std::string& path, Handler handler);
   void Put(const std::string& path, Handler handler);
@@ -75,6 +82,7 @@ class HttpServer {
   std::unique_ptr<httplib::Server> server_;
   std::map<std::string, std::map<std::string, Handler>> routes_;  // path → method → handler
   Observer observer_;
+  Gate gate_;
   std::thread thread_;
 };
 

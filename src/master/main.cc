@@ -1,19 +1,26 @@
-// rz-master: the master daemon. Standalone (no ZooKeeper yet): one master, state in memory.
+// rz-master: the master daemon. Standalone (the registry in LevelDB under --work_dir), or one of
+// several masters contending for leadership through ZooKeeper (--zk).
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/resources.h"
+#include "glog/logging.h"
 #include "master/master_daemon.h"
 
 ABSL_FLAG(std::string, ip, "0.0.0.0", "Address the gRPC and REST servers bind.");
@@ -52,6 +59,18 @@ ABSL_FLAG(int64_t, max_unreachable_agents, 1000,
 ABSL_FLAG(int64_t, max_gone_agents, 1000,
           "Gone agents remembered (and refused if they return); beyond this the oldest are "
           "forgotten.");
+ABSL_FLAG(std::string, zk, "",
+          "zk://host:port[,host:port...]/path: contend for leadership through this ZooKeeper "
+          "ensemble and keep the registry there (high availability). Empty: standalone.");
+ABSL_FLAG(absl::Duration, zk_session_timeout, absl::Seconds(10),
+          "ZooKeeper session timeout: how long after a leader dies another master takes over.");
+ABSL_FLAG(double, recovery_agent_removal_limit, 1.0,
+          "After a failover, the largest fraction of the registry's agents that may be marked "
+          "unreachable for not reregistering in time; above it the master marks none and "
+          "says so loudly (a sign of a network partition, not of dead agents).");
+ABSL_FLAG(std::string, agent_removal_rate_limit, "",
+          "N/DURATION, e.g. 100/1s: at most N agents marked unreachable per DURATION after a "
+          "failover. Empty: no limit.");
 ABSL_FLAG(int64_t, max_operator_event_subscribers, 100,
           "Open operator event streams (Operator.Subscribe) allowed; more are refused with "
           "RESOURCE_EXHAUSTED.");
@@ -63,6 +82,19 @@ namespace {
 int Fail(const std::string& what) {
   std::fprintf(stderr, "rz-master: %s\n", what.c_str());
   return 1;
+}
+
+// "N/DURATION" (100/1s, 1/20m) → (N, DURATION).
+absl::StatusOr<std::pair<int64_t, absl::Duration>> ParseRateLimit(const std::string& text) {
+  std::vector<std::string> parts = absl::StrSplit(text, '/');
+  int64_t count = 0;
+  absl::Duration period;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &count) || count <= 0 ||
+      !absl::ParseDuration(parts[1], &period) || period <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", text, "' is not N/DURATION with N > 0 and a positive duration (e.g. 100/1s)"));
+  }
+  return std::make_pair(count, period);
 }
 
 }  // namespace
@@ -117,7 +149,27 @@ int main(int argc, char** argv) {
     }
   }
   options.work_dir = absl::GetFlag(FLAGS_work_dir);
-  if (const std::string registry = absl::GetFlag(FLAGS_registry); registry == "leveldb") {
+  options.zk = absl::GetFlag(FLAGS_zk);
+  options.zk_session_timeout = absl::GetFlag(FLAGS_zk_session_timeout);
+  if (!positive(options.zk_session_timeout)) {
+    return Fail("--zk_session_timeout must be positive");
+  }
+  options.master.recovery_agent_removal_limit = absl::GetFlag(FLAGS_recovery_agent_removal_limit);
+  if (!(options.master.recovery_agent_removal_limit >= 0 &&
+        options.master.recovery_agent_removal_limit <= 1)) {
+    return Fail("--recovery_agent_removal_limit must be a fraction between 0 and 1");
+  }
+  if (const std::string limit = absl::GetFlag(FLAGS_agent_removal_rate_limit); !limit.empty()) {
+    absl::StatusOr<std::pair<int64_t, absl::Duration>> rate = ParseRateLimit(limit);
+    if (!rate.ok()) {
+      return Fail(absl::StrCat("--agent_removal_rate_limit: ", rate.status().message()));
+    }
+    options.master.agent_removals_per_period = rate->first;
+    options.master.agent_removal_period = rate->second;
+  }
+  if (!options.zk.empty()) {
+    // The registry is in ZooKeeper; --registry and --work_dir do not apply.
+  } else if (const std::string registry = absl::GetFlag(FLAGS_registry); registry == "leveldb") {
     if (options.work_dir.empty()) {
       return Fail("--registry=leveldb needs --work_dir (or use --registry=in_memory)");
     }
@@ -161,15 +213,27 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGUSR1);  // Sent to itself on losing leadership (below).
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // A master that lost its leadership has stepped down; it restarts itself (same pid, same
+  // flags) so that it contends again from a clean state rather than a half-torn-down one.
+  options.on_lost_leadership = [](const absl::Status&) { kill(getpid(), SIGUSR1); };
   rz::master::MasterDaemon daemon(options);
   if (absl::Status status = daemon.Start(); !status.ok()) {
     return Fail(std::string(status.message()));
   }
   int signal = 0;
   sigwait(&stop_signals, &signal);
+  if (signal == SIGUSR1) {
+    LOG(WARNING) << "rz-master restarting to contend for leadership again";
+    daemon.Stop();
+    google::FlushLogFiles(google::GLOG_INFO);
+    execv("/proc/self/exe", argv);
+    PLOG(ERROR) << "cannot restart rz-master";
+    return 1;
+  }
   LOG(INFO) << "rz-master stopping on signal " << signal;
   daemon.Stop();
   return 0;

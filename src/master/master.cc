@@ -61,6 +61,29 @@ void Master::Start(v1::MasterInfo info) {
   Publish();
 }
 
+void Master::StepDown(const absl::Status& why) {
+  DCHECK(loop_.IsLoopThread());
+  stepped_down_ = true;
+  for (std::optional<TimerId>* timer : {&allocation_timer_, &ping_timer_, &heartbeat_timer_}) {
+    if (timer->has_value()) {
+      loop_.CancelTimer(**timer);
+      timer->reset();
+    }
+  }
+  // Schedulers and agents find the new leader and resubscribe or reregister there.
+  for (auto& [id, framework] : frameworks_) {
+    if (framework.outbox != nullptr) {
+      framework.outbox->Close(why);
+    }
+  }
+  for (auto& [id, agent] : agents_) {
+    if (agent.outbox != nullptr) {
+      agent.outbox->Close(why);
+    }
+  }
+  CloseOperatorEventStreams(why);
+}
+
 uint64_t Master::SendEvent(Framework& framework, v1::Event event) {
   // Events for a disconnected scheduler are dropped and take no sequence number, so numbers
   // seen by schedulers have no gaps; what still matters is replayed when it resubscribes
@@ -174,6 +197,9 @@ void Master::TriggerAllocation() {
 void Master::RunAllocation() {
   DCHECK(loop_.IsLoopThread());
   allocation_pending_ = false;
+  if (stepped_down_) {
+    return;
+  }
   UpdateInverseOffers();  // Frameworks that started tasks on scheduled machines (H4).
   const absl::Time start = loop_.clock().Now();
   std::vector<allocator::Allocation> allocations = allocator_.Allocate(start);

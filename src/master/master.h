@@ -64,6 +64,13 @@ struct MasterOptions {
   // A disconnected agent whose link is not back within this long has its tasks reported
   // TASK_UNREACHABLE.
   absl::Duration agent_reregister_timeout = absl::Seconds(75);
+  // After a recovery (a restart or failover), agents of the registry that have not reregistered
+  // within agent_reregister_timeout are marked unreachable, at most `agent_removals_per_period`
+  // per `agent_removal_period` (0: all at once), and none if they are more than this fraction
+  // of the recovered agents: that many missing agents means a partition, not dead machines.
+  double recovery_agent_removal_limit = 1.0;
+  size_t agent_removals_per_period = 0;
+  absl::Duration agent_removal_period = absl::Seconds(1);
   // Connected schedulers get a HEARTBEAT event this often, so they can tell a quiet master
   // from a lost connection.
   absl::Duration heartbeat_interval = absl::Seconds(15);
@@ -107,6 +114,11 @@ class Master {
   // Records how the master is reached (`info`) and starts the allocation and ping timers.
   // Calls handled before Start() work, but SUBSCRIBED and REGISTERED then carry no info.
   void Start(v1::MasterInfo info);
+  // This master no longer leads (high availability): no more allocation, pings or heartbeats,
+  // and every scheduler, agent and operator stream is closed with `why`. What it still does
+  // (streams closing, timers) cannot reach the registry: its writes are fenced. The daemon
+  // then restarts the process; a stepped-down Master is never started again.
+  void StepDown(const absl::Status& why);
 
   // --- Registry (H1): master_registry.cc ---
   // Loads what Registry::Recover() read: frameworks (disconnected, each torn down at its
@@ -336,6 +348,12 @@ class Master {
   void HandleUsage(Agent& agent, const v1::AgentMessage::Usage& usage);
   void AgentDisconnected(Agent& agent);
   void AgentReregisterExpired(const AgentId& id);
+  // After a recovery: the agents of the registry that have not reregistered are marked
+  // unreachable (rate-limited), unless they are too many (recovery_agent_removal_limit).
+  void EndRecovery();
+  void RemoveQueuedAgents();
+  size_t recovered_agents_ = 0;
+  std::deque<AgentId> removal_queue_;
   void SendToAgent(Agent& agent, v1::MasterMessage message);
   void PingAgents();
   void SendHeartbeats();
@@ -377,6 +395,7 @@ class Master {
   std::deque<v1::Task> completed_tasks_;
 
   bool allocation_pending_ = false;
+  bool stepped_down_ = false;
   bool publish_pending_ = false;
   std::optional<TimerId> allocation_timer_;
   std::optional<TimerId> ping_timer_;

@@ -5,6 +5,8 @@
 // Thread rule: Start/Stop from the owning thread; accessors are thread-safe once started.
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -15,6 +17,11 @@
 #include "master/grpc_services.h"
 #include "master/master.h"
 #include "master/registry/registry.h"
+#include "master/registry/zookeeper_registry_store.h"
+#include "master/standby.h"
+#include "zk/leader_contender.h"
+#include "zk/zookeeper_master_detector.h"
+#include "zk/zookeeper_url.h"
 
 namespace grpc {
 class Server;
@@ -44,6 +51,16 @@ struct MasterDaemonOptions {
   // --- Registry (H1) ---
   RegistryBackend registry = RegistryBackend::kLevelDb;
   std::string work_dir;  // Required by kLevelDb.
+  // --- High availability ---
+  // zk://host:port,.../path: contend for leadership through ZooKeeper and keep the registry
+  // there (`registry` is then ignored). Empty: standalone, this master leads.
+  std::string zk;
+  absl::Duration zk_session_timeout = absl::Seconds(10);
+  // Called once, on a daemon thread, when this master loses the leadership it held (its
+  // ZooKeeper session expired or its election znode went). It has stopped serving and closed
+  // its streams by then; rz-master then restarts itself to contend again with a clean state.
+  // Without it the master stays a standby that redirects to the leader.
+  std::function<void(const absl::Status&)> on_lost_leadership;
 };
 
 class MasterDaemon {
@@ -69,10 +86,22 @@ class MasterDaemon {
 
   Master& master() { return *master_; }
   EventLoop& loop() { return loop_; }
+  // Whether this master leads (always, when standalone). Thread-safe.
+  bool leading() const { return leading_.load(); }
 
  private:
   // Opens the store of options_.registry, starts its worker and reads it (blocking).
   absl::StatusOr<RegistryState> OpenRegistry();
+  // Binds the gRPC server on `address`: the master's services, or (standby) the service that
+  // refuses every call with the leader's address. Null if it cannot bind.
+  std::unique_ptr<grpc::Server> BuildServer(const std::string& address, bool standby,
+                                            int* bound_port);
+  // High availability (on control_): the election's outcomes.
+  absl::Status StartContending(v1::MasterInfo info);
+  // Rebinds the gRPC port with the master's services or the standby's (control_ only).
+  absl::Status ReplaceServer(bool standby);
+  void TakeLeadership(const std::string& znode);
+  void LoseLeadership(const absl::Status& why);
 
   const MasterDaemonOptions options_;
   ThreadEventLoop loop_;
@@ -86,10 +115,23 @@ class MasterDaemon {
   std::unique_ptr<AgentLinkService> agent_link_service_;
   std::unique_ptr<OperatorService> operator_service_;
   std::unique_ptr<grpc::Server> server_;
+  // High availability: the election, the leader as last heard of, and the thread that acts on
+  // the election (recovery reads the registry: never on the loop).
+  std::atomic<bool> leading_{false};
+  LeaderHint leader_;
+  std::unique_ptr<StandbyGrpcService> standby_service_;
+  zk::ZooKeeperUrl zk_url_;
+  ZooKeeperRegistryStore* zk_store_ = nullptr;  // registry_store_, when it is ZooKeeper.
+  std::unique_ptr<zk::ZooKeeperMasterDetector> detector_;
+  std::unique_ptr<zk::LeaderContender> contender_;
+  ThreadEventLoop control_;
+  v1::MasterInfo info_;
+  int grpc_port_ = 0;
+  bool was_leading_ = false;  // control_ only.
   HttpServer http_;
   std::string grpc_address_;
   std::string http_address_;
-  bool running_ = false;
+  std::atomic<bool> running_{false};
 };
 
 // Registers the master's REST endpoints on `http` (master_http.cc). Reads use the published

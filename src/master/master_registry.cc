@@ -131,6 +131,54 @@ void Master::PersistMaintenance(Registry::Done done) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Agents that do not come back after a recovery
+
+void Master::EndRecovery() {
+  DCHECK(loop_.IsLoopThread());
+  std::vector<AgentId> missing;
+  for (const auto& [id, agent] : agents_) {
+    if (agent.recovering && agent.outbox == nullptr) {
+      missing.push_back(id);
+    }
+  }
+  if (missing.empty()) {
+    return;
+  }
+  const double fraction =
+      static_cast<double>(missing.size()) / static_cast<double>(recovered_agents_);
+  if (fraction > options_.recovery_agent_removal_limit) {
+    // A partition (or a ZooKeeper ensemble that lost its data) looks like this; marking them
+    // all unreachable would tell every framework its tasks are lost. They stay recovering:
+    // they come back by reregistering, or an operator marks them gone.
+    LOG(ERROR) << "REFUSING to mark " << missing.size() << " of " << recovered_agents_
+               << " recovered agents unreachable: " << static_cast<int>(fraction * 100)
+               << "% did not reregister within " << options_.agent_reregister_timeout
+               << ", more than --recovery_agent_removal_limit="
+               << options_.recovery_agent_removal_limit;
+    metrics_.SetRecoveryRemovalsRefused(static_cast<int64_t>(missing.size()));
+    return;
+  }
+  LOG(WARNING) << missing.size() << " of " << recovered_agents_
+               << " recovered agents did not reregister in time; marking them unreachable";
+  removal_queue_.insert(removal_queue_.end(), missing.begin(), missing.end());
+  RemoveQueuedAgents();
+}
+
+void Master::RemoveQueuedAgents() {
+  const size_t batch = options_.agent_removals_per_period == 0
+                           ? removal_queue_.size()
+                           : std::min(removal_queue_.size(), options_.agent_removals_per_period);
+  for (size_t i = 0; i < batch; ++i) {
+    const AgentId id = removal_queue_.front();
+    removal_queue_.pop_front();
+    AgentReregisterExpired(id);  // A no-op for an agent that came back meanwhile.
+  }
+  if (!removal_queue_.empty()) {
+    loop_.PostAfter(options_.agent_removal_period, [this] { RemoveQueuedAgents(); });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Operator actions: stored, then applied
 
 absl::StatusOr<RegistryBatch> Master::FutureAgentRecord(
@@ -494,12 +542,15 @@ absl::Status Master::Recover(const RegistryState& state) {
       agent.unreachable = true;
       agent.unreachable_time = FromSeconds(record.unreachable_time());
     } else {
-      // Not offered until it reregisters; unreachable if it does not in time.
+      // Not offered until it reregisters; unreachable if it does not in time (EndRecovery).
       agent.recovering = true;
-      agent.reregister_timer = loop_.PostAfter(options_.agent_reregister_timeout,
-                                               [this, id] { AgentReregisterExpired(id); });
+      ++recovered_agents_;
     }
     AgentChanged(id);
+  }
+
+  if (recovered_agents_ > 0) {
+    loop_.PostAfter(options_.agent_reregister_timeout, [this] { EndRecovery(); });
   }
 
   maintenance_ = state.maintenance.schedule();

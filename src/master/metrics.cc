@@ -119,7 +119,14 @@ MasterMetrics::MasterMetrics()
                                 .Name("rz_master_operator_event_subscribers")
                                 .Help("Open operator event streams.")
                                 .Register(*registry_)
-                                .Add({})) {}
+                                .Add({})),
+      recovery_removals_refused_(
+          prometheus::BuildGauge()
+              .Name("rz_master_recovery_agent_removals_refused")
+              .Help("Agents that did not reregister after a failover and were NOT marked "
+                    "unreachable because they exceeded --recovery_agent_removal_limit.")
+              .Register(*registry_)
+              .Add({})) {}
 
 void MasterMetrics::FrameworkCall(const std::string& framework_id, const std::string& call) {
   prometheus::Counter& counter =

@@ -84,6 +84,9 @@ class MasterMetrics {
   void SetLoopStatsSource(std::function<LoopStats()> source);
   // Open operator event streams (the loop sets it).
   void SetOperatorSubscribers(int64_t n) { operator_subscribers_.Set(static_cast<double>(n)); }
+  void SetRecoveryRemovalsRefused(int64_t n) {
+    recovery_removals_refused_.Set(static_cast<double>(n));
+  }
 
   // --- Renders ---
   std::vector<prometheus::MetricFamily> Collect(const MasterSnapshot& state) const;
@@ -106,6 +109,7 @@ class MasterMetrics {
   prometheus::Family<prometheus::Histogram>& http_latency_;
   prometheus::Family<prometheus::Histogram>& grpc_latency_;
   prometheus::Gauge& operator_subscribers_;
+  prometheus::Gauge& recovery_removals_refused_;
 
   std::mutex calls_mu_;
   absl::flat_hash_map<std::string, absl::flat_hash_set<prometheus::Counter*>> calls_by_framework_;

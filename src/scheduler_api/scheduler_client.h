@@ -24,6 +24,15 @@
 // scheduler process that restarts can resume the same way with a new client, its
 // FrameworkInfo.id set and options.resume_after_sequence.
 //
+// Following the leader: the client is given a master spec (one host:port, a list, or zk://...;
+// see common/master_detector.h) or a MasterDetector, and subscribes to the master the detector
+// names. When the detector names another master, or a master refuses with UNAVAILABLE and the
+// `rz-leader` hint (a standby, or a leader stepping down), the stream is dropped and, with
+// `resubscribe`, the client resubscribes to the new leader at once (a hint is also reported to
+// the detector), resuming after last_sequence() with the same framework id. Unary calls go to
+// the master of the current subscription; one refused by a master that no longer leads returns
+// Unavailable naming the leader: retry it after the new SUBSCRIBED event.
+//
 // Thread rule: thread-safe. Every call may be made from any thread, concurrently, including
 // from the on_event callback, except Close() (and the destructor), which must not be called
 // from the callback. Subscribe() must complete before the unary calls are made.
@@ -39,9 +48,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/ids.h"
+#include "common/master_detector.h"
 #include "rz/v1/scheduler.grpc.pb.h"
 #include "rz/v1/scheduler.pb.h"
 
@@ -75,19 +86,26 @@ struct TaskRef {
 
 class SchedulerClient {
  public:
-  // `master_address` is host:port of the master's gRPC listener. No connection is made yet.
-  SchedulerClient(std::string master_address, rz::v1::FrameworkInfo framework_info,
+  // `master` is the masters' gRPC address: host:port (one master), host:port,host:port,... or
+  // zk://host:port,.../path; the client follows whichever leads. A malformed spec makes
+  // Subscribe() return InvalidArgument. No connection is made yet.
+  SchedulerClient(std::string master, rz::v1::FrameworkInfo framework_info,
+                  SchedulerClientOptions options = {});
+  // Follows `detector` (owned; started by Subscribe()).
+  SchedulerClient(std::unique_ptr<MasterDetector> detector, rz::v1::FrameworkInfo framework_info,
                   SchedulerClientOptions options = {});
   ~SchedulerClient();  // Close()s.
 
   SchedulerClient(const SchedulerClient&) = delete;
   SchedulerClient& operator=(const SchedulerClient&) = delete;
 
-  // Opens the event stream and waits up to `timeout` for the master's answer. Returns OK once
-  // the SUBSCRIBED event arrived (framework_id() and stream_id() are then set); Unavailable
-  // naming the address if the master cannot be reached; the ERROR event's message (as
-  // FailedPrecondition) if the master refused the subscription; DeadlineExceeded if the master
-  // did not answer in time; FailedPrecondition if called twice.
+  // Opens the event stream at the leading master (following up to a few `rz-leader` hints) and
+  // waits up to `timeout` for its answer. Returns OK once the SUBSCRIBED event arrived
+  // (framework_id() and stream_id() are then set); InvalidArgument for a malformed master spec;
+  // Unavailable naming the address if the master cannot be reached, or the spec if no leader
+  // was found in time; the ERROR event's message (as FailedPrecondition) if the master refused
+  // the subscription; DeadlineExceeded if the master did not answer in time;
+  // FailedPrecondition if called twice.
   absl::Status Subscribe(absl::Duration timeout);
 
   // The next queued event, waiting up to `timeout` for one. Returns nullopt on timeout, when
@@ -95,8 +113,8 @@ class SchedulerClient {
   std::optional<rz::v1::Event> NextEvent(absl::Duration timeout);
 
   // The unary calls. Each returns the master's answer as a Status (FailedPrecondition if not
-  // subscribed; Unavailable if the master cannot be reached; DeadlineExceeded after
-  // options.call_timeout).
+  // subscribed; Unavailable if the master cannot be reached or no longer leads;
+  // DeadlineExceeded after options.call_timeout).
 
   // Applies `operations` in order to the resources of `offer_ids` (all on one agent); what
   // they leave unused is refused for `filters.refuse_seconds`.
@@ -150,21 +168,29 @@ class SchedulerClient {
   // Set by a successful Subscribe(); empty before.
   FrameworkId framework_id() const;
   StreamId stream_id() const;
-  const std::string& master_address() const { return master_address_; }
+  // host:port of the master of the current (or last) subscription; before one, the spec.
+  std::string master_address() const;
 
  private:
+  using Stub = rz::v1::Scheduler::Stub;
+
+  // Called by the detector on its thread: records the leader and drops a stream to another.
+  void OnLeader(std::optional<rz::v1::MasterInfo> leader);
   void ReadEvents(rz::v1::SubscribeRequest request);
   void Deliver(rz::v1::Event event);
   // The header for a unary call, or FailedPrecondition if not subscribed.
   absl::Status FillHeader(rz::v1::CallHeader* header) const;
-  void PrepareContext(grpc::ClientContext* context) const;
-  absl::Status CallResult(const char* call, const grpc::Status& status) const;
+  // Makes one unary call, `invoke(stub, context)`, at the master of the subscription.
+  template <typename F>
+  absl::Status Call(const char* call, F invoke);
+  std::shared_ptr<Stub> StubFor(const std::string& address);  // Caller holds mu_.
 
-  const std::string master_address_;
+  const std::string master_spec_;
   rz::v1::FrameworkInfo framework_info_;  // Guarded by mu_ after Subscribe().
   const SchedulerClientOptions options_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<rz::v1::Scheduler::Stub> stub_;
+  // Null if the spec is malformed (detector_status_ says why). Reset by the destructor only.
+  std::unique_ptr<MasterDetector> detector_;
+  absl::Status detector_status_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -179,6 +205,13 @@ class SchedulerClient {
   std::deque<rz::v1::Event> events_;
   uint64_t last_sequence_ = 0;
   int subscriptions_ = 0;  // SUBSCRIBED events seen.
+  std::string leader_;     // The detector's leader; empty: none known.
+  uint64_t leader_changes_ = 0;
+  bool leader_seen_ = false;    // The detector named a leader at least once.
+  std::string stream_address_;  // The master of the current or last subscription attempt.
+  bool stream_open_ = false;    // An attempt on stream_context_ is in progress.
+  std::string moved_to_;        // The leader the open stream was dropped for.
+  absl::flat_hash_map<std::string, std::shared_ptr<Stub>> stubs_;
 
   // Set up by Subscribe() and replaced by the reader thread for each resubscription, under
   // mu_; the reader thread uses it while it runs. TryCancel() on it is thread-safe. Close()

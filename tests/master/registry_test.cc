@@ -103,6 +103,23 @@ TEST_F(RegistryTest, WritesQueuedWhileTheStoreIsBusyAreCommittedTogether) {
   EXPECT_EQ(store_.Peek("framework/f0")->version, 2u);
 }
 
+TEST_F(RegistryTest, AGroupCommitStaysUnderHalfAMegabyte) {
+  // 40 frameworks of 30 KB each: 1.2 MB queued, more than ZooKeeper takes in one request.
+  const std::string big(30 * 1024, 'x');
+  for (int i = 0; i < 40; ++i) {
+    RegistryBatch batch;
+    batch.PutFramework(Framework("f" + std::to_string(i), big));
+    Write(std::move(batch), std::to_string(i));
+  }
+  RunAll();
+  EXPECT_EQ(store_.applies(), 3);  // 17 + 17 + 6 batches of about 30 KB.
+  ASSERT_EQ(results_.size(), 40u);
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(results_[i], std::to_string(i) + ":ok");
+    EXPECT_TRUE(store_.Peek("framework/f" + std::to_string(i)).has_value());
+  }
+}
+
 TEST_F(RegistryTest, AFailedWriteReportsItsErrorAndStoresNothing) {
   RegistryBatch before;
   before.PutWeight(Weight("dev", 1));

@@ -165,6 +165,14 @@ absl::StatusOr<RegistryState> Registry::Recover() {
   return state;
 }
 
+size_t RegistryBatch::bytes() const {
+  size_t total = 0;
+  for (const auto& [key, value] : changes_) {
+    total += key.size() + (value.has_value() ? value->size() : 0);
+  }
+  return total;
+}
+
 void Registry::Write(RegistryBatch batch, Done done) {
   DCHECK(loop_.IsLoopThread());
   ++pending_;
@@ -178,10 +186,21 @@ void Registry::Write(RegistryBatch batch, Done done) {
 }
 
 void Registry::Drain() {
+  // Everything queued goes in one commit, up to kMaxGroupBytes (ZooKeeper refuses requests
+  // over 1 MB): the rest is left for the next Drain (one is posted per Write).
   std::deque<Queued> group;
   {
     absl::MutexLock lock(&mu_);
-    group.swap(queue_);
+    size_t bytes = 0;
+    while (!queue_.empty()) {
+      const size_t size = queue_.front().batch.bytes();
+      if (!group.empty() && bytes + size > kMaxGroupBytes) {
+        break;
+      }
+      bytes += size;
+      group.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
   }
   if (group.empty()) {
     return;
@@ -220,6 +239,19 @@ void Registry::Drain() {
       }
     } else {
       status = versions.status();
+      // The store may have applied the batch before failing to say so (a connection lost
+      // after a ZooKeeper multi): what it holds now is what later writes must expect.
+      for (const RegistryWrite& write : writes) {
+        absl::StatusOr<std::optional<RegistryRecord>> current = store_.Get(write.key);
+        if (!current.ok()) {
+          continue;  // Unreachable still: the next failure tries again.
+        }
+        if (current->has_value()) {
+          versions_[write.key] = (*current)->version;
+        } else {
+          versions_.erase(write.key);
+        }
+      }
     }
   }
   for (Queued& queued : group) {

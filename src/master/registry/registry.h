@@ -62,6 +62,8 @@ class RegistryBatch {
   void PutMaintenance(const v1::RegistryMaintenance& maintenance);
 
   bool empty() const { return changes_.empty(); }
+  // The keys' and values' size: what a commit of this batch sends.
+  size_t bytes() const;
   // The keys changed, for error messages: "framework/f1, agent/a2".
   std::string Keys() const;
 
@@ -110,8 +112,10 @@ class Registry {
     RegistryBatch batch;
     Done done;
   };
-  // On the worker: commits everything queued as one Apply and posts the completions.
+  // On the worker: commits what is queued (up to kMaxGroupBytes) as one Apply and posts the
+  // completions.
   void Drain();
+  static constexpr size_t kMaxGroupBytes = 512 * 1024;
 
   EventLoop& loop_;
   EventLoop& worker_;

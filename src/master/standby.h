@@ -1,0 +1,47 @@
+// What a master that does not lead answers (high availability, rz-master --zk): every gRPC call
+// and stream is refused UNAVAILABLE with the leader's gRPC address in the `rz-leader` trailing
+// metadata (common/master_detector.h), and REST requests are redirected (307) to the leader,
+// except the few that describe this process (/health, /version, /flags, /metrics).
+//
+// Thread rule: LeaderHint is thread-safe; the gRPC reactor and the HTTP gate run on the
+// servers' threads and only read it.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "common/http_server.h"
+#include "grpcpp/generic/async_generic_service.h"
+#include "rz/v1/common.pb.h"
+
+namespace rz::master {
+
+// The leading master as this one last heard of it (from the ZooKeeper detector).
+class LeaderHint {
+ public:
+  void Set(std::optional<v1::MasterInfo> leader) ABSL_LOCKS_EXCLUDED(mu_);
+  std::optional<v1::MasterInfo> Get() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  mutable absl::Mutex mu_;
+  std::optional<v1::MasterInfo> leader_ ABSL_GUARDED_BY(mu_);
+};
+
+// Answers every gRPC method (it is registered as the server's generic service while no real
+// service is): UNAVAILABLE, naming the leader in the message and in `rz-leader` if known.
+class StandbyGrpcService : public grpc::CallbackGenericService {
+ public:
+  explicit StandbyGrpcService(const LeaderHint& leader) : leader_(leader) {}
+  grpc::ServerGenericBidiReactor* CreateReactor(
+      grpc::GenericCallbackServerContext* context) override;
+
+ private:
+  const LeaderHint& leader_;
+};
+
+// The REST answer of a master that does not lead, or nullopt for the requests it serves itself.
+std::optional<HttpResponse> StandbyHttpAnswer(const LeaderHint& leader, const HttpRequest& request);
+
+}  // namespace rz::master
