@@ -220,8 +220,21 @@ int main(int argc, char** argv) {
   // A master that lost its leadership has stepped down; it restarts itself (same pid, same
   // flags) so that it contends again from a clean state rather than a half-torn-down one.
   options.on_lost_leadership = [](const absl::Status&) { kill(getpid(), SIGUSR1); };
+  // Waiting for ZooKeeper at start (after a restart on losing it, say) stays interruptible.
+  bool stop_requested = false;
+  options.wait_for_zookeeper = [&stop_signals, &stop_requested] {
+    const timespec pause = {.tv_sec = 1, .tv_nsec = 0};
+    if (sigtimedwait(&stop_signals, nullptr, &pause) > 0) {
+      stop_requested = true;
+      return false;
+    }
+    return true;
+  };
   rz::master::MasterDaemon daemon(options);
   if (absl::Status status = daemon.Start(); !status.ok()) {
+    if (stop_requested) {
+      return 0;
+    }
     return Fail(std::string(status.message()));
   }
   int signal = 0;

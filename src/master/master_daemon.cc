@@ -33,11 +33,23 @@ absl::Status MasterDaemon::Start() {
       return absl::InvalidArgumentError(absl::StrCat("--zk: ", url.status().message()));
     }
     zk_url_ = *url;
-    absl::StatusOr<std::unique_ptr<ZooKeeperRegistryStore>> store = ZooKeeperRegistryStore::Open(
-        {.servers = zk_url_.connect_string(),
-         .path = zk_url_.path,
-         .session_timeout = options_.zk_session_timeout,
-         .connect_timeout = std::max(options_.zk_session_timeout, absl::Seconds(10))});
+    absl::StatusOr<std::unique_ptr<ZooKeeperRegistryStore>> store;
+    while (true) {
+      store = ZooKeeperRegistryStore::Open(
+          {.servers = zk_url_.connect_string(),
+           .path = zk_url_.path,
+           .session_timeout = options_.zk_session_timeout,
+           .connect_timeout = std::max(options_.zk_session_timeout, absl::Seconds(10))});
+      if (store.ok() || store.status().code() != absl::StatusCode::kUnavailable ||
+          !options_.wait_for_zookeeper) {
+        break;
+      }
+      LOG(WARNING) << "cannot reach ZooKeeper yet (" << store.status().message()
+                   << "); trying again";
+      if (!options_.wait_for_zookeeper()) {
+        break;
+      }
+    }
     if (!store.ok()) {
       return store.status();
     }

@@ -61,6 +61,10 @@ struct MasterDaemonOptions {
   // its streams by then; rz-master then restarts itself to contend again with a clean state.
   // Without it the master stays a standby that redirects to the leader.
   std::function<void(const absl::Status&)> on_lost_leadership;
+  // Start() with `zk`: while the ensemble cannot be reached, called between attempts to
+  // connect; it waits a while and returns true to try again, false to give up (Start() then
+  // returns the Unavailable error). Null: give up at once.
+  std::function<bool()> wait_for_zookeeper;
 };
 
 class MasterDaemon {

@@ -20,6 +20,7 @@
 #include "common/task_states.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "httplib.h"
 #include "nlohmann/json.hpp"
 #include "scheduler_api/scheduler_client.h"
 #include "testing/zookeeper_ensemble.h"
@@ -266,6 +267,105 @@ TEST_F(HaTest, KillingTheLeaderRepeatedlyLosesNoTaskAndNoUpdate) {
           << id << " got " << v1::TaskState_Name(state);
     }
   }
+}
+
+TEST_F(HaTest, LosingZooKeeperQuorumStopsTheMastersAndItsReturnElectsALeader) {
+  absl::StatusOr<v1::State> before = LeaderState();
+  ASSERT_TRUE(before.ok()) << before.status();
+  const std::string leader = before->master().id();
+
+  // One ZooKeeper node down: nothing visible. The same master leads throughout.
+  ASSERT_TRUE(ensemble_->Kill(0).ok());
+  const absl::Time quiet_until = absl::Now() + absl::Seconds(5);
+  while (absl::Now() < quiet_until) {
+    absl::StatusOr<v1::State> state = LeaderState();
+    ASSERT_TRUE(state.ok()) << state.status();
+    ASSERT_EQ(state->master().id(), leader);
+    ASSERT_EQ(cli::RegisteredAgentCount(*state), kAgents);
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+
+  // Two down: no quorum. Within a session timeout every master stops serving: none answers
+  // the state with 200 (the leader steps down and restarts itself, waiting for ZooKeeper; the
+  // others redirect to nobody).
+  ASSERT_TRUE(ensemble_->Kill(1).ok());
+  auto any_master_serves = [&] {
+    for (int i = 0; i < kMasters; ++i) {
+      nlohmann::json endpoints = nlohmann::json::parse(
+          ReadOrEmpty(absl::StrCat(temp_.path(), "/master-", i, "/endpoints.json")), nullptr,
+          false);
+      if (!endpoints.is_object() || !endpoints.contains("http")) {
+        continue;
+      }
+      httplib::Client client(endpoints["http"].get<std::string>());
+      client.set_connection_timeout(1);
+      client.set_read_timeout(2);
+      httplib::Result result = client.Get("/state-summary");
+      if (result && result->status == 200) {
+        return true;
+      }
+    }
+    return false;
+  };
+  ASSERT_TRUE(WaitUntil([&] { return !any_master_serves(); }, absl::Seconds(20)))
+      << "a master still serves without a ZooKeeper quorum";
+
+  // Quorum back: a leader is elected and the agents return to it.
+  ASSERT_TRUE(ensemble_->Restart(0).ok());
+  ASSERT_TRUE(ensemble_->Restart(1).ok());
+  absl::StatusOr<v1::State> after;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        after = LeaderState();
+        return after.ok() && cli::RegisteredAgentCount(*after) == kAgents;
+      },
+      kFailoverTimeout))
+      << "no leader with every agent back after ZooKeeper returned: "
+      << (after.ok() ? after->master().id() : after.status().ToString());
+}
+
+TEST_F(HaTest, AFrameworkThatNeverReturnsIsTornDownAtItsOriginalDeadlineAcrossAFailover) {
+  v1::FrameworkInfo info;
+  info.set_name("leaves");
+  info.add_roles("*");
+  info.set_failover_timeout_seconds(10);
+  scheduler_ = std::make_unique<SchedulerClient>(zk_, info);
+  ASSERT_TRUE(scheduler_->Subscribe(kStartTimeout).ok());
+  const std::string framework_id = scheduler_->framework_id().value();
+  scheduler_.reset();  // Disconnects for good.
+  const absl::Time disconnected = absl::Now();
+  absl::StatusOr<v1::State> state;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        state = LeaderState();
+        return state.ok() && state->frameworks_size() == 1 && !state->frameworks(0).connected();
+      },
+      absl::Seconds(10)));
+
+  // Six seconds into its ten, the leader dies. Its successor must tear the framework down at
+  // the deadline the first one set (disconnect + 10 s), not ten seconds after taking over.
+  absl::SleepFor(disconnected + absl::Seconds(6) - absl::Now());
+  std::optional<pid_t> pid = PidOf(state->master());
+  ASSERT_TRUE(pid.has_value());
+  ASSERT_EQ(::kill(*pid, SIGKILL), 0);
+  bool removed = false;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        state = LeaderState();
+        if (!state.ok()) {
+          return false;
+        }
+        for (const v1::FrameworkState& done : state->completed_frameworks()) {
+          removed = removed || done.info().id() == framework_id;
+        }
+        return removed;
+      },
+      absl::Seconds(30)));
+  const absl::Duration after_disconnect = absl::Now() - disconnected;
+  LOG(INFO) << "framework torn down " << after_disconnect << " after it disconnected";
+  EXPECT_GE(after_disconnect, absl::Seconds(9.5));
+  // A deadline restarted by the failover would fall at about 6 + 2 (takeover) + 10 = 18 s.
+  EXPECT_LT(after_disconnect, absl::Seconds(14));
 }
 
 }  // namespace
