@@ -122,7 +122,7 @@ class MasterDaemon {
   // High availability: the election, the leader as last heard of, and the thread that acts on
   // the election (recovery reads the registry: never on the loop).
   std::atomic<bool> leading_{false};
-  LeaderHint leader_;
+  KnownLeader leader_;
   std::unique_ptr<StandbyGrpcService> standby_service_;
   zk::ZooKeeperUrl zk_url_;
   ZooKeeperRegistryStore* zk_store_ = nullptr;  // registry_store_, when it is ZooKeeper.

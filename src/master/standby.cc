@@ -28,12 +28,12 @@ std::string QueryEscape(const std::string& text) {
 
 }  // namespace
 
-void LeaderHint::Set(std::optional<v1::MasterInfo> leader) {
+void KnownLeader::Set(std::optional<v1::MasterInfo> leader) {
   absl::MutexLock lock(&mu_);
   leader_ = std::move(leader);
 }
 
-std::optional<v1::MasterInfo> LeaderHint::Get() const {
+std::optional<v1::MasterInfo> KnownLeader::Get() const {
   absl::MutexLock lock(&mu_);
   return leader_;
 }
@@ -58,7 +58,7 @@ grpc::ServerGenericBidiReactor* StandbyGrpcService::CreateReactor(
   return new Refusal(context, leader_.Get());
 }
 
-std::optional<HttpResponse> StandbyHttpAnswer(const LeaderHint& leader,
+std::optional<HttpResponse> StandbyHttpAnswer(const KnownLeader& leader,
                                               const HttpRequest& request) {
   // About this process, whichever master leads.
   if (request.path == "/health" || request.path == "/version" || request.path == "/flags" ||

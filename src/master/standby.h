@@ -3,7 +3,7 @@
 // metadata (common/master_detector.h), and REST requests are redirected (307) to the leader,
 // except the few that describe this process (/health, /version, /flags, /metrics).
 //
-// Thread rule: LeaderHint is thread-safe; the gRPC reactor and the HTTP gate run on the
+// Thread rule: KnownLeader is thread-safe; the gRPC reactor and the HTTP gate run on the
 // servers' threads and only read it.
 #pragma once
 
@@ -19,7 +19,7 @@
 namespace rz::master {
 
 // The leading master as this one last heard of it (from the ZooKeeper detector).
-class LeaderHint {
+class KnownLeader {
  public:
   void Set(std::optional<v1::MasterInfo> leader) ABSL_LOCKS_EXCLUDED(mu_);
   std::optional<v1::MasterInfo> Get() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -33,15 +33,16 @@ class LeaderHint {
 // service is): UNAVAILABLE, naming the leader in the message and in `rz-leader` if known.
 class StandbyGrpcService : public grpc::CallbackGenericService {
  public:
-  explicit StandbyGrpcService(const LeaderHint& leader) : leader_(leader) {}
+  explicit StandbyGrpcService(const KnownLeader& leader) : leader_(leader) {}
   grpc::ServerGenericBidiReactor* CreateReactor(
       grpc::GenericCallbackServerContext* context) override;
 
  private:
-  const LeaderHint& leader_;
+  const KnownLeader& leader_;
 };
 
 // The REST answer of a master that does not lead, or nullopt for the requests it serves itself.
-std::optional<HttpResponse> StandbyHttpAnswer(const LeaderHint& leader, const HttpRequest& request);
+std::optional<HttpResponse> StandbyHttpAnswer(const KnownLeader& leader,
+                                              const HttpRequest& request);
 
 }  // namespace rz::master

@@ -52,7 +52,7 @@ class MasterRegistryTest : public ::testing::Test {
     ASSERT_TRUE(state.ok()) << state.status();
     v1::MasterInfo info;
     info.set_id("m1");
-    master_ = std::make_unique<Master>(*loop_, Options(), info, *registry_);
+    master_ = std::make_unique<Master>(*loop_, options_, info, *registry_);
     absl::Status recovered;
     loop_->Post([&] {
       recovered = master_->Recover(*state);
@@ -183,6 +183,7 @@ class MasterRegistryTest : public ::testing::Test {
     return -1;
   }
 
+  MasterOptions options_ = Options();  // Of the next StartMaster().
   FakeRegistryStore store_;
   ManualEventLoop worker_;
   std::unique_ptr<ManualEventLoop> loop_;
@@ -463,6 +464,55 @@ TEST_F(MasterRegistryTest, AGoneAgentIsRefusedAfterARestart) {
   Agent again = AddAgent(agent.id);
   EXPECT_TRUE(again.stream->closed);
   EXPECT_EQ(again.stream->close_status.code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// After a recovery (restart or failover): agents that do not return.
+
+int CountAgents(Master& master, v1::AgentState::Status status) {
+  std::shared_ptr<const v1::State> state = master.snapshot();
+  int n = 0;
+  for (const v1::AgentState& agent : state->agents()) {
+    n += agent.status() == status;
+  }
+  return n;
+}
+
+TEST_F(MasterRegistryTest, TooManyMissingAgentsAfterARecoveryAreNotMarkedUnreachable) {
+  std::vector<Agent> agents;
+  for (int i = 0; i < 4; ++i) {
+    agents.push_back(AddAgent());
+  }
+  options_.recovery_agent_removal_limit = 0.5;
+  Restart();
+  AddAgent(agents[0].id);  // One of four returns: 75% are missing, more than half.
+  Advance(absl::Seconds(76));
+  EXPECT_EQ(CountAgents(*master_, v1::AgentState::UNREACHABLE), 0);
+  EXPECT_EQ(Record<v1::RegistryAgent>("agent/" + agents[1].id)->state(),
+            v1::RegistryAgent::ADMITTED);
+  EXPECT_THAT(master_->metrics().RenderText(*master_->state()),
+              ::testing::HasSubstr("rz_master_recovery_agent_removals_refused 3"));
+  // They may still come back.
+  Agent back = AddAgent(agents[1].id);
+  ASSERT_FALSE(back.stream->messages.empty());
+  EXPECT_TRUE(back.stream->messages[0].has_registered());
+}
+
+TEST_F(MasterRegistryTest, MissingAgentsAfterARecoveryAreMarkedUnreachableAtTheRateLimit) {
+  std::vector<Agent> agents;
+  for (int i = 0; i < 5; ++i) {
+    agents.push_back(AddAgent());
+  }
+  options_.agent_removals_per_period = 2;
+  options_.agent_removal_period = absl::Seconds(10);
+  Restart();
+  AddAgent(agents[0].id);
+  Advance(absl::Seconds(75));  // The reregister timeout: the first two of four.
+  EXPECT_EQ(CountAgents(*master_, v1::AgentState::UNREACHABLE), 2);
+  Advance(absl::Seconds(9));
+  EXPECT_EQ(CountAgents(*master_, v1::AgentState::UNREACHABLE), 2);
+  Advance(absl::Seconds(1));  // One period later, the other two.
+  EXPECT_EQ(CountAgents(*master_, v1::AgentState::UNREACHABLE), 4);
+  EXPECT_EQ(CountAgents(*master_, v1::AgentState::REGISTERED), 1);
 }
 
 // Operator actions and reservations (DESIGN.md §6): stored first, then applied and answered.
