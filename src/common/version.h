@@ -3,6 +3,6 @@
 
 namespace rz {
 
-inline constexpr char kVersion[] = "0.3.0";
+inline constexpr char kVersion[] = "0.4.0";
 
 }  // namespace rz
