@@ -7,6 +7,9 @@
 #                            then /state-summary, /tasks pages and /state at 10k agents, 100k tasks
 #   bench/run.sh agent       one agent's RUN_TASK -> TASK_RUNNING latency, launch rate and RSS
 #                            with real cgroups (needs root; falls back to no isolation, loudly)
+#   bench/run.sh ha          kill -9 of the leading master (3 rz-master processes, a 3-server
+#                            ZooKeeper ensemble): time to the new leader's first offer, and until
+#                            1,000 and 10,000 simulated agents have reregistered
 set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build_dir="${BUILD_DIR:-$repo_root/build-bench}"
@@ -41,8 +44,15 @@ case "$suite" in
     build agent_bench rz-containerizer-init
     "$build_dir/bench/agent_bench" "${@:2}"
     ;;
+  ha)
+    # Real ZooKeeper servers and rz-master processes on loopback; the simulated agents and the
+    # scheduler live in ha_bench. Extra arguments go to it, e.g. --agents=1000 --runs=3
+    # --zk_servers=1 (see bench/README.md).
+    build ha_bench rz-master
+    "$build_dir/bench/ha_bench" --master_binary="$build_dir/src/master/rz-master" "${@:2}"
+    ;;
   *)
-    echo "usage: bench/run.sh allocator|master|agent [args]" >&2
+    echo "usage: bench/run.sh allocator|master|agent|ha [args]" >&2
     exit 2
     ;;
 esac

@@ -73,8 +73,19 @@ void SchedulerClient::OnLeader(std::optional<rz::v1::MasterInfo> leader) {
 std::shared_ptr<SchedulerClient::Stub> SchedulerClient::StubFor(const std::string& address) {
   std::shared_ptr<Stub>& stub = stubs_[address];
   if (stub == nullptr) {
+    // gRPC's reconnect backoff (1 s and up by default) must not outlast ours: a new leader
+    // refuses connections for a moment while it binds its services, and the resubscription
+    // should follow at our pace, not a second later.
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                static_cast<int>(absl::ToInt64Milliseconds(options_.resubscribe_backoff)));
+    // The minimum is how long one connection attempt may take (not a wait between attempts):
+    // generous, for links slower than loopback.
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+                static_cast<int>(absl::ToInt64Milliseconds(options_.resubscribe_backoff_max)));
     stub = rz::v1::Scheduler::NewStub(
-        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
   }
   return stub;
 }

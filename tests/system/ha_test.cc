@@ -368,5 +368,62 @@ TEST_F(HaTest, AFrameworkThatNeverReturnsIsTornDownAtItsOriginalDeadlineAcrossAF
   EXPECT_LT(after_disconnect, absl::Seconds(14));
 }
 
+TEST_F(HaTest, AFrozenLeaderIsReplacedAndStepsDownWhenItWakes) {
+  absl::StatusOr<v1::State> before = LeaderState();
+  ASSERT_TRUE(before.ok()) << before.status();
+  const std::string old_leader = before->master().id();
+  std::optional<pid_t> pid = PidOf(before->master());
+  ASSERT_TRUE(pid.has_value());
+  int frozen = -1;
+  for (int i = 0; i < kMasters; ++i) {
+    if (masters_[i]->pid() == *pid) {
+      frozen = i;
+    }
+  }
+  ASSERT_NE(frozen, -1);
+
+  // Alive but silent: its session expires and another master takes over.
+  ASSERT_EQ(::kill(*pid, SIGSTOP), 0);
+  absl::StatusOr<v1::State> after;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        after = LeaderState();
+        return after.ok() && after->master().id() != old_leader &&
+               cli::RegisteredAgentCount(*after) == kAgents;
+      },
+      kFailoverTimeout))
+      << "no new leader while " << old_leader << " was frozen";
+  const std::string new_leader = after->master().id();
+  const std::string new_leader_http = after->master().http_address();
+
+  // Woken, the old leader finds its session expired, steps down and restarts (same pid) as a
+  // standby that redirects to the new leader, which keeps leading undisturbed.
+  const std::string endpoints = absl::StrCat(temp_.path(), "/master-", frozen, "/endpoints.json");
+  std::filesystem::remove(endpoints);
+  ASSERT_EQ(::kill(*pid, SIGCONT), 0);
+  ASSERT_TRUE(WaitUntil([&] { return !ReadOrEmpty(endpoints).empty(); }, kFailoverTimeout))
+      << "the old leader did not restart";
+  EXPECT_EQ(masters_[frozen]->Poll(), std::nullopt);  // The same process, re-executed.
+  nlohmann::json parsed = nlohmann::json::parse(ReadOrEmpty(endpoints), nullptr, false);
+  ASSERT_TRUE(parsed.is_object() && parsed.contains("http"));
+  httplib::Client client(parsed["http"].get<std::string>());
+  std::string location;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        httplib::Result redirect = client.Get("/state-summary");
+        if (!redirect || redirect->status != 307) {
+          return false;
+        }
+        location = redirect->get_header_value("Location");
+        return true;
+      },
+      kStartTimeout));
+  EXPECT_EQ(location, new_leader_http + "/state-summary");
+  absl::StatusOr<v1::State> later = LeaderState();
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ(later->master().id(), new_leader);
+  EXPECT_EQ(cli::RegisteredAgentCount(*later), kAgents);
+}
+
 }  // namespace
 }  // namespace rz
