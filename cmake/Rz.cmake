@@ -1,7 +1,8 @@
 # Build helpers shared by every folder.
 #
 #   rz_library(NAME SRCS ... DEPS ...)    one static library per src/ folder
-#   rz_test(NAME SRCS ... DEPS ... [LABELS ...] [TIMEOUT s])  a GoogleTest binary registered with ctest
+#   rz_test(NAME SRCS ... DEPS ... [LABELS label] [TIMEOUT s])  a GoogleTest binary registered with
+#                                         ctest (one label: gtest_discover_tests cannot pass a list)
 #   rz_benchmark(NAME SRCS ... DEPS ...)  a Google Benchmark program (never run by ctest)
 
 function(rz_library name)
