@@ -479,6 +479,9 @@ class Master {
       const v1::ReserveResourcesRequest& request);
   absl::StatusOr<std::pair<Agent*, Resources>> CheckUnreserve(
       const v1::UnreserveResourcesRequest& request);
+  // The agent's record with the reservations CheckReserve/CheckUnreserve lead to.
+  absl::StatusOr<RegistryBatch> FutureReservations(
+      const absl::StatusOr<std::pair<Agent*, Resources>>& checked) const;
   // Validates the offers of an ACCEPT as a set; returns the problem, or "" when `mine` holds a
   // valid combination (one agent, one role, all of the caller's, all current).
   std::string CheckAcceptOffers(const Framework& framework, const v1::AcceptRequest& request,

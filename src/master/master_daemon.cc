@@ -138,13 +138,9 @@ absl::Status MasterDaemon::Start() {
 
   LOG(INFO) << "rz-master " << kVersion << " serving gRPC on " << grpc_address_ << " and REST on "
             << http_address_;
-  if (!options_.endpoints_file.empty()) {
-    nlohmann::json endpoints = {{"grpc", grpc_address_}, {"http", http_address_}};
-    if (absl::Status status = WriteFileAtomically(options_.endpoints_file, endpoints.dump());
-        !status.ok()) {
-      Stop();
-      return status;
-    }
+  if (absl::Status status = WriteEndpoints(); !status.ok()) {
+    Stop();
+    return status;
   }
   return absl::OkStatus();
 }
@@ -208,15 +204,19 @@ absl::Status MasterDaemon::StartContending(v1::MasterInfo info) {
                                            control_.Post([this, why] { LoseLeadership(why); });
                                          }});
   contender_->Contend();
-  if (!options_.endpoints_file.empty()) {
-    nlohmann::json endpoints = {{"grpc", grpc_address_}, {"http", http_address_}};
-    if (absl::Status status = WriteFileAtomically(options_.endpoints_file, endpoints.dump());
-        !status.ok()) {
-      Stop();
-      return status;
-    }
+  if (absl::Status status = WriteEndpoints(); !status.ok()) {
+    Stop();
+    return status;
   }
   return absl::OkStatus();
+}
+
+absl::Status MasterDaemon::WriteEndpoints() const {
+  if (options_.endpoints_file.empty()) {
+    return absl::OkStatus();
+  }
+  nlohmann::json endpoints = {{"grpc", grpc_address_}, {"http", http_address_}};
+  return WriteFileAtomically(options_.endpoints_file, endpoints.dump());
 }
 
 std::unique_ptr<grpc::Server> MasterDaemon::BuildServer(const std::string& address, bool standby,

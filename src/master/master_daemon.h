@@ -102,6 +102,8 @@ class MasterDaemon {
                                             int* bound_port);
   // High availability (on control_): the election's outcomes.
   absl::Status StartContending(v1::MasterInfo info);
+  // Writes options_.endpoints_file, if set.
+  absl::Status WriteEndpoints() const;
   // Rebinds the gRPC port with the master's services or the standby's (control_ only).
   absl::Status ReplaceServer(bool standby);
   void TakeLeadership(const std::string& znode);

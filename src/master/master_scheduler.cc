@@ -1139,6 +1139,17 @@ bool Master::CanFreeUpOnAgent(const Agent& agent, const Resources& needed) const
   return reclaimable.Contains(needed);
 }
 
+absl::StatusOr<RegistryBatch> Master::FutureReservations(
+    const absl::StatusOr<std::pair<Agent*, Resources>>& checked) const {
+  if (!checked.ok()) {
+    return checked.status();
+  }
+  return FutureAgentRecord(checked->first, [&](v1::RegistryAgent& record) {
+    record.clear_reserved();
+    ToProto(checked->second, record.mutable_reserved());
+  });
+}
+
 absl::StatusOr<std::pair<Master::Agent*, Resources>> Master::CheckReserve(
     const v1::ReserveResourcesRequest& request) {
   RZ_ASSIGN_OR_RETURN(Agent * agent, FindConnectedAgent(request.agent_id()));
@@ -1159,12 +1170,7 @@ void Master::ReserveResources(const v1::ReserveResourcesRequest& request, Comple
   DCHECK(loop_.IsLoopThread());
   absl::StatusOr<std::pair<Agent*, Resources>> checked = CheckReserve(request);
   StoreThenApplyToAgent(
-      request.agent_id(),
-      FutureAgentRecord(checked.ok() ? absl::StatusOr<Agent*>(checked->first) : checked.status(),
-                        [&](v1::RegistryAgent& record) {
-                          record.clear_reserved();
-                          ToProto(checked->second, record.mutable_reserved());
-                        }),
+      request.agent_id(), FutureReservations(checked),
       [this, request]() -> absl::Status {
         RZ_ASSIGN_OR_RETURN(auto checked, CheckReserve(request));
         Agent& agent = *checked.first;
@@ -1212,12 +1218,7 @@ void Master::UnreserveResources(const v1::UnreserveResourcesRequest& request, Co
   DCHECK(loop_.IsLoopThread());
   absl::StatusOr<std::pair<Agent*, Resources>> checked = CheckUnreserve(request);
   StoreThenApplyToAgent(
-      request.agent_id(),
-      FutureAgentRecord(checked.ok() ? absl::StatusOr<Agent*>(checked->first) : checked.status(),
-                        [&](v1::RegistryAgent& record) {
-                          record.clear_reserved();
-                          ToProto(checked->second, record.mutable_reserved());
-                        }),
+      request.agent_id(), FutureReservations(checked),
       [this, request]() -> absl::Status {
         RZ_ASSIGN_OR_RETURN(auto checked, CheckUnreserve(request));
         Agent& agent = *checked.first;
