@@ -33,11 +33,11 @@ struct AgentDaemonOptions {
   // The masters' gRPC address(es): "host:port", "host:port,host:port,..." or "zk://..." (see
   // common/master_detector.h); the link follows whichever leads.
   std::string master = "127.0.0.1:5050";
-  std::string ip = "0.0.0.0";             // Address the REST server binds.
-  std::string hostname;                   // Advertised; defaults to gethostname().
-  int http_port = 5081;                   // 0 picks a free port.
-  std::string work_dir;                   // Must exist; canonical.
-  Resources resources;                    // What the agent offers.
+  std::string ip = "0.0.0.0";  // Address the REST server binds.
+  std::string hostname;        // Advertised; defaults to gethostname().
+  int http_port = 5081;        // 0 picks a free port.
+  std::string work_dir;        // Must exist; canonical.
+  Resources resources;         // What the agent offers.
   std::vector<std::pair<std::string, std::string>> attributes;  // Text attributes.
   absl::Duration default_kill_grace_period = absl::Seconds(3);
   absl::Duration registration_backoff_max = absl::Seconds(10);
@@ -80,9 +80,9 @@ class AgentDaemon {
   AgentDaemon& operator=(const AgentDaemon&) = delete;
 
   // Binds the REST server, recovers, and starts dialling the master. Returns InvalidArgument
-  // for a malformed `master` spec, Unavailable naming an address that cannot be bound, FailedPrecondition when the checkpoint belongs to
-  // an agent with other resources or attributes, or the error of opening the checkpoint,
-  // setting up cgroups or writing the endpoints file.
+  // for a malformed `master` spec, Unavailable naming an address that cannot be bound,
+  // FailedPrecondition when the checkpoint belongs to an agent with other resources or attributes,
+  // or the error of opening the checkpoint, setting up cgroups or writing the endpoints file.
   absl::Status Start();
 
   // Stops the master link, the REST server and the loop. Running containers keep running; a
