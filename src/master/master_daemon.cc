@@ -175,6 +175,7 @@ absl::StatusOr<RegistryState> MasterDaemon::OpenRegistry() {
 
 absl::Status MasterDaemon::StartContending(v1::MasterInfo info) {
   info_ = std::move(info);
+  leader_.SetSelf(http_address_);
   loop_.Start();
   control_.Start();
   running_ = true;

@@ -58,6 +58,16 @@ grpc::ServerGenericBidiReactor* StandbyGrpcService::CreateReactor(
   return new Refusal(context, leader_.Get());
 }
 
+void KnownLeader::SetSelf(std::string http_address) {
+  absl::MutexLock lock(&mu_);
+  self_ = std::move(http_address);
+}
+
+std::string KnownLeader::self() const {
+  absl::MutexLock lock(&mu_);
+  return self_;
+}
+
 std::optional<HttpResponse> StandbyHttpAnswer(const KnownLeader& leader,
                                               const HttpRequest& request) {
   // About this process, whichever master leads.
@@ -71,6 +81,11 @@ std::optional<HttpResponse> StandbyHttpAnswer(const KnownLeader& leader,
         .status = 503,
         .body = ErrorJson(absl::UnavailableError(
             "this master is not the leader and no leading master is known yet; retry"))};
+  }
+  if (known->http_address() == leader.self()) {
+    return HttpResponse{.status = 503,
+                        .body = ErrorJson(absl::UnavailableError(
+                            "this master was just elected and is taking over; retry"))};
   }
   std::string location = known->http_address();
   if (request.path != "/redirect") {

@@ -23,10 +23,14 @@ class KnownLeader {
  public:
   void Set(std::optional<v1::MasterInfo> leader) ABSL_LOCKS_EXCLUDED(mu_);
   std::optional<v1::MasterInfo> Get() const ABSL_LOCKS_EXCLUDED(mu_);
+  // This master's own http address, once its HTTP server listens.
+  void SetSelf(std::string http_address) ABSL_LOCKS_EXCLUDED(mu_);
+  std::string self() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   mutable absl::Mutex mu_;
   std::optional<v1::MasterInfo> leader_ ABSL_GUARDED_BY(mu_);
+  std::string self_ ABSL_GUARDED_BY(mu_);
 };
 
 // Answers every gRPC method (it is registered as the server's generic service while no real
@@ -42,6 +46,8 @@ class StandbyGrpcService : public grpc::CallbackGenericService {
 };
 
 // The REST answer of a master that does not lead, or nullopt for the requests it serves itself.
+// While the election names this master (KnownLeader::SetSelf) but it is still taking over, it
+// answers 503 rather than redirect to itself.
 std::optional<HttpResponse> StandbyHttpAnswer(const KnownLeader& leader,
                                               const HttpRequest& request);
 

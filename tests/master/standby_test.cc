@@ -35,6 +35,17 @@ TEST(StandbyHttpTest, RedirectsToTheLeaderWithPathAndEscapedQuery) {
   EXPECT_EQ(answer->headers["Location"], "http://10.0.0.7:5080");
 }
 
+TEST(StandbyHttpTest, AMasterTakingOverDoesNotRedirectToItself) {
+  KnownLeader leader;
+  leader.Set(Leader());
+  leader.SetSelf(Leader().http_address());
+  std::optional<HttpResponse> answer =
+      StandbyHttpAnswer(leader, HttpRequest{.method = "GET", .path = "/state"});
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->status, 503);
+  EXPECT_NE(answer->body.find("taking over"), std::string::npos);
+}
+
 TEST(StandbyHttpTest, AnswersAboutItselfAndRefusesWhileNoLeaderIsKnown) {
   KnownLeader leader;
   for (const char* path : {"/health", "/version", "/flags", "/metrics"}) {
