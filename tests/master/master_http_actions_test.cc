@@ -37,7 +37,13 @@ class MasterHttpActionsTest : public ::testing::Test {
     http_ = std::make_unique<httplib::Client>(daemon_->http_address());
     RegisterAgent("a0", "host0", /*with_task=*/true);
     RegisterAgent("a1", "host1", /*with_task=*/false);
-    Sync();
+    // An agent is admitted once its record is stored, on the registry's own thread: wait for
+    // both (a deadline, not a fixed sleep).
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (daemon_->master().snapshot()->agents_size() < 2 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    ASSERT_EQ(daemon_->master().snapshot()->agents_size(), 2);
   }
 
   void TearDown() override { daemon_->Stop(); }
