@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/zookeeper_ensemble.h"
+#include "testing/zookeeper_suite.h"
 #include "zk/leader_contender.h"
 #include "zk/zookeeper_session.h"
 
@@ -23,6 +24,7 @@ namespace rz::master {
 namespace {
 
 using ::rz::testing::ZooKeeperEnsemble;
+using ::rz::testing::ZooKeeperSuiteTest;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -38,22 +40,14 @@ bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
   return true;
 }
 
-class ZooKeeperRegistryStoreTest : public ::testing::Test {
+class ZooKeeperRegistryStoreTest : public ZooKeeperSuiteTest {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<ZooKeeperEnsemble>> started = ZooKeeperEnsemble::Start(1);
-    ASSERT_TRUE(started.ok()) << started.status();
-    ensemble_ = started->release();
-  }
-  static void TearDownTestSuite() {
-    delete ensemble_;
-    ensemble_ = nullptr;
-  }
-
   void SetUp() override {
-    ASSERT_NE(ensemble_, nullptr) << "no ZooKeeper server (see the suite's setup failure)";
-    static std::atomic<int> next{0};
-    path_ = absl::StrCat("/registry-test-", next++);
+    ZooKeeperSuiteTest::SetUp();
+    if (HasFatalFailure()) {
+      return;
+    }
+    path_ = NextPath("registry-test");
     raw_ = Connect();
     // The fence: an ephemeral znode like a leader's election znode.
     absl::StatusOr<std::string> fence = raw_->Create(
@@ -98,14 +92,11 @@ class ZooKeeperRegistryStoreTest : public ::testing::Test {
     return record.ok() && record->has_value() ? (*record)->value : "<none>";
   }
 
-  static ZooKeeperEnsemble* ensemble_;
   std::string path_;
   std::string fence_;
   std::unique_ptr<zk::ZooKeeperSession> raw_;
   std::unique_ptr<ZooKeeperRegistryStore> store_;
 };
-
-ZooKeeperEnsemble* ZooKeeperRegistryStoreTest::ensemble_ = nullptr;
 
 // --- The RegistryStore contract (as in registry_store_test.cc) ---
 

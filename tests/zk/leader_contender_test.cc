@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "testing/build_dir.h"
 #include "testing/zookeeper_ensemble.h"
+#include "testing/zookeeper_suite.h"
 #include "zk/election.h"
 #include "zk/zookeeper_master_detector.h"
 #include "zk/zookeeper_session.h"
@@ -32,6 +33,7 @@ namespace rz::zk {
 namespace {
 
 using ::rz::testing::ZooKeeperEnsemble;
+using ::rz::testing::ZooKeeperSuiteTest;
 using ::testing::HasSubstr;
 
 // Polls `condition` until it holds or `timeout` passes; returns whether it held.
@@ -132,21 +134,14 @@ class DetectorLog {
   std::vector<std::string> changes_;
 };
 
-class LeaderContenderTest : public ::testing::Test {
+class LeaderContenderTest : public ZooKeeperSuiteTest {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<ZooKeeperEnsemble>> started = ZooKeeperEnsemble::Start(1);
-    ASSERT_TRUE(started.ok()) << started.status();
-    ensemble_ = started->release();
-  }
-  static void TearDownTestSuite() {
-    delete ensemble_;
-    ensemble_ = nullptr;
-  }
   void SetUp() override {
-    ASSERT_NE(ensemble_, nullptr) << "no ZooKeeper server (see the suite's setup failure)";
-    static std::atomic<int> next{0};
-    path_ = absl::StrCat("/election-", next++);
+    ZooKeeperSuiteTest::SetUp();
+    if (HasFatalFailure()) {
+      return;
+    }
+    path_ = NextPath("election");
   }
 
   std::string servers() const { return ensemble_->connect_string(); }
@@ -162,11 +157,8 @@ class LeaderContenderTest : public ::testing::Test {
     return *std::move(session);
   }
 
-  static ZooKeeperEnsemble* ensemble_;
   std::string path_;
 };
-
-ZooKeeperEnsemble* LeaderContenderTest::ensemble_ = nullptr;
 
 TEST_F(LeaderContenderTest, OfThreeContendersExactlyTheLowestIsElected) {
   auto a = NewCandidate("a");
